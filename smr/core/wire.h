@@ -45,7 +45,28 @@
  *
  * A decoder that meets an unknown type, a bad magic, version or checksum,
  * a length that runs past the buffer, a string that is empty or too long,
- * or trailing bytes after the body refuses the whole frame. */
+ * or trailing bytes after the body refuses the whole frame.
+ *
+ * Details the table leaves open, as implemented (wire.c):
+ *  - "Body length" counts the bytes after the sender id, so a whole frame
+ *    is SMR_WIRE_HDR_FIXED + L + body length bytes, and the body length
+ *    alone is bounded by SMR_FRAME_MAX (see SMR_WIRE_FRAME_LEN_MAX).
+ *  - The checksum is the standard CRC32C (init and final xor ~0), i.e.
+ *    smr_crc32c(0, "123456789", 9) == 0xE3069283; the field is stored LE.
+ *  - Strings must not contain a NUL byte (such a frame is refused), so a
+ *    decoded string re-encodes to the same bytes.  Booleans (has_value) are
+ *    exactly 0 or 1; a PROMISE with has_value 0 carries no proposal bytes.
+ *    The encoding is therefore canonical: every frame that decodes
+ *    re-encodes byte for byte.  Flags are not checked: unknown bits pass.
+ *  - An ORDER entry's sender_rank must be < SMR_MAX_MEMBERS (whether it is
+ *    a rank of the current view is for the core to check).
+ *  - XFER kind must be an enum smr_xfer_kind; an END chunk's data is
+ *    exactly 8 bytes, the boundary hash as a little-endian u64.
+ *  - The decoder does not check the group hash, epoch or incarnation: that
+ *    is the core's business.  The order of checks is framing (magic,
+ *    version, length, sender id length), then the checksum, then the type:
+ *    an unknown type under a good checksum is -EPROTO (a newer peer), a
+ *    corrupted type byte is -EBADMSG.  Everything after is -EBADMSG. */
 #ifndef SMR_CORE_WIRE_H
 #define SMR_CORE_WIRE_H
 
@@ -59,7 +80,14 @@
 #define SMR_ID_MAX 32         /* member id incl. NUL */
 #define SMR_ADDR_MAX 64       /* member address incl. NUL */
 #define SMR_MAX_MEMBERS 16    /* members of one view, joiners included */
-#define SMR_FRAME_MAX (16u << 20)
+#define SMR_FRAME_MAX (16u << 20) /* bytes of body, not of the frame */
+/* The longest whole frame: a receive buffer of this size holds any frame
+ * smr_wire_frame_len() accepts. */
+#define SMR_WIRE_FRAME_LEN_MAX \
+  ((size_t)SMR_WIRE_HDR_FIXED + SMR_ID_MAX - 1 + SMR_FRAME_MAX)
+/* Body bytes an entry takes besides its payload (batch sizing). */
+#define SMR_WIRE_SUBMIT_ENTRY_OVERHEAD 12 /* u64 sender_seq, u32 len */
+#define SMR_WIRE_ORDER_ENTRY_OVERHEAD 13  /* plus u8 sender_rank */
 
 enum smr_msg_type {
   SMR_MSG_HEARTBEAT = 1,
@@ -216,39 +244,54 @@ struct smr_wire_msg {
   } u;
 };
 
-/* CRC32C (Castagnoli), as used by iSCSI and ext4. */
+/* CRC32C (Castagnoli), as used by iSCSI and ext4.  Pass 0 to start; pass a
+ * previous result to continue over more bytes (crc(0, ab) ==
+ * crc(crc(0, a), b)). */
 uint32_t smr_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* 64-bit hash of a group name, carried in every frame header. */
 uint64_t smr_wire_group_hash(const char *name);
 
-/* Bytes a frame of this header and message needs. */
+/* Bytes a frame of this header and message needs; 0 if it cannot be
+ * encoded (the cases smr_wire_encode() lists). */
 size_t smr_wire_size(const struct smr_wire_hdr *h,
                      const struct smr_wire_msg *m);
 
 /* Encodes one frame into buf.  Returns the frame length, or 0 if cap is too
- * small or the message is not encodable (bad type, string too long, more
- * than SMR_MAX_MEMBERS members, body over SMR_FRAME_MAX). */
+ * small or the message is not encodable (bad type, string empty or too
+ * long, more than SMR_MAX_MEMBERS members, body over SMR_FRAME_MAX,
+ * has_value not 0/1, unknown xfer kind or END data not 8 bytes, an ORDER
+ * sender >= SMR_MAX_MEMBERS, NULL entries/data with a non-zero count/len).
+ * Strings are read up to their NUL (at most the field's size).  The type
+ * is h->type; SUBMIT and ORDER read entries/count and ignore it. */
 size_t smr_wire_encode(uint8_t *buf, size_t cap, const struct smr_wire_hdr *h,
                        const struct smr_wire_msg *m);
 
 /* Stream framing: given the first len bytes received, returns the length of
- * the whole frame once its fixed header is present, 0 if more bytes are
- * needed to tell, or a negative errno (-EBADMSG bad magic, -EPROTO bad
- * version, -EMSGSIZE too long) if the stream is not a frame stream. */
+ * the whole frame once its fixed header (SMR_WIRE_HDR_FIXED bytes, which
+ * end with the sender id's length) is present, 0 if more bytes are needed
+ * to tell, or a negative errno (-EBADMSG bad magic or sender id length,
+ * -EPROTO bad version, -EMSGSIZE too long) if the stream is not a frame
+ * stream.  Each field is checked as soon as its bytes are present, so a
+ * bad stream fails as early as possible.  The checksum and type are left
+ * to smr_wire_decode(). */
 long smr_wire_frame_len(const uint8_t *buf, size_t len);
 
 /* Decodes exactly one frame of len bytes.  Returns 0, or -EBADMSG (bad
  * magic, checksum, layout, lengths, trailing bytes), -EPROTO (version or
  * unknown type), -EMSGSIZE (too long).  On success, pointers in m refer
- * into buf. */
+ * into buf; SUBMIT and ORDER get it and count set and entries NULL; a
+ * decoded view's unused member slots are zeroed.  On failure the contents
+ * of h and m are unspecified. */
 int smr_wire_decode(const uint8_t *buf, size_t len, struct smr_wire_hdr *h,
                     struct smr_wire_msg *m);
 
-/* Next entry of a decoded SUBMIT or ORDER; returns 0 when none is left. */
+/* Next entry of a decoded SUBMIT or ORDER into e; returns 1, or 0 when none
+ * is left.  The iterator is a plain value: copy it to iterate twice. */
 int smr_wire_entries_next(struct smr_wire_entries *it,
                           struct smr_wire_entry *e);
 
+/* "HEARTBEAT", "SUBMIT", ...; "UNKNOWN" for any other value. */
 const char *smr_msg_type_name(int type);
 
 #endif
