@@ -412,6 +412,7 @@ int smr_core_poll(struct smr_core *c, struct smr_event *ev) {
     ev->u.deliver.len = o->b->len;
     break;
   case SMR_EV_VIEW:
+  case SMR_EV_PERSIST_VIEW:
     ev->u.view.view = (const struct smr_wire_view *)(void *)o->b->data;
     break;
   case SMR_EV_RESTORE_CHUNK:

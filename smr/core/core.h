@@ -139,7 +139,7 @@ struct smr_event {
       const struct smr_wire_view *view;
       uint32_t rank; /* ours */
       int needs_state;
-    } view;
+    } view; /* VIEW and PERSIST_VIEW */
     struct {
       uint64_t pos;
       uint64_t offset;
