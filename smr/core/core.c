@@ -297,6 +297,7 @@ struct smr_core {
   struct entq pend;   /* own payloads not yet delivered */
   uint64_t pend_first_sseq;
   size_t pend_sent;
+  uint64_t own_ordered; /* next sender_seq of ours expected in an ORDER */
 
   /* Acceptor state for view.epoch. */
   uint64_t promised;
@@ -337,6 +338,7 @@ struct smr_core {
 
   /* Counters. */
   uint64_t views_installed, delivered_total, suspicions;
+  uint64_t refused; /* well-formed frames whose content made no sense */
 
   /* Outputs. */
   struct outev *out;
@@ -547,6 +549,67 @@ static void persist_entry(struct smr_core *c, uint64_t seq,
   o->ev.u.entry.e.sender_seq = e->sender_seq;
   o->b = blob_ref(e->b);
 }
+
+/* ------------------------------------------------------------------------
+ * Invariants of the member's state, checked after every input
+ * --------------------------------------------------------------------- */
+
+#ifndef SMR_NDEBUG
+static void core_check(const struct smr_core *c) {
+  smr_assert(c->view.n <= SMR_MAX_MEMBERS);
+  smr_assert(c->pend_sent <= c->pend.n);
+  smr_assert(c->n_joins <= SMR_MAX_MEMBERS);
+  smr_assert(c->out_head <= c->out_n);
+  /* Acceptor: never accepted above what it promised; values are for the
+   * next epoch only. */
+  smr_assert(c->acc_ballot <= c->promised);
+  smr_assert(!c->has_acc || c->acc.next.epoch == c->view.epoch + 1);
+  smr_assert(!c->has_acc || c->acc_ballot > 0);
+  if (c->st == SMR_ST_JOINING || c->st == SMR_ST_LEFT) {
+    smr_assert(c->rank == NO_RANK);
+    smr_assert(!c->caught_up);
+    return;
+  }
+  if (c->rank != NO_RANK) {
+    smr_assert(c->rank < c->view.n);
+    smr_assert(strcmp(c->view.m[c->rank].id, c->self.id) == 0);
+  }
+  /* The data plane: delivered <= stable <= acked <= received, and the
+   * buffer holds exactly the received but undelivered entries. */
+  smr_assert(c->acked <= c->received);
+  smr_assert(c->rbuf.n == c->received - c->delivered);
+  if (c->caught_up && c->st != SMR_ST_RECOVERING) {
+    smr_assert(c->delivered <= c->stable);
+    smr_assert(c->stable <= c->acked);
+    smr_assert(c->svc_valid);
+    smr_assert(c->pos == c->view.start_pos + c->delivered);
+  }
+  if (!c->caught_up) smr_assert(c->delivered == 0);
+  if (c->st == SMR_ST_NORMAL) {
+    /* Any reason to change the view wedges at once. */
+    smr_assert(c->suspects == 0);
+    smr_assert(!c->leaving);
+    smr_assert(c->phase == 0);
+    smr_assert(c->promised == 0);
+    smr_assert(!c->quorum_lost);
+    if (c->rank == 0) smr_assert(c->next_seq == c->received + 1);
+  }
+  if (c->st == SMR_ST_NORMAL || c->st == SMR_ST_WEDGED) {
+    smr_assert(c->rank != NO_RANK);
+    smr_assert(c->view.epoch > 0);
+    smr_assert(!(c->suspects & (1u << c->rank)));
+    smr_assert(c->acceptor_ok);
+  }
+  if (c->phase != 0) {
+    smr_assert((c->ballot & 0xff) == c->rank);
+    smr_assert(c->ballot <= c->promised || c->phase == 1);
+    smr_assert(c->caught_up);
+  }
+}
+#define CORE_CHECK(c) core_check(c)
+#else
+#define CORE_CHECK(c) ((void)0)
+#endif
 
 /* ------------------------------------------------------------------------
  * Delivery
@@ -768,6 +831,7 @@ static void reset_view_state(struct smr_core *c) {
   entq_clear(&c->orderq);
   c->pend_first_sseq = 1;
   c->pend_sent = 0;
+  c->own_ordered = 1;
   c->promised = c->acc_ballot = 0;
   c->has_acc = 0;
   c->phase = 0;
@@ -821,18 +885,24 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   const struct smr_wire_view *nv = &v->next;
   int needs = (nv->m[myrank].flags & SMR_MEMBER_NEEDS_STATE) != 0;
   smr_assert(nv->epoch > c->view.epoch || c->st == SMR_ST_JOINING);
-  if (!needs) {
+  if (!needs && c->st == SMR_ST_JOINING) {
+    /* A joiner whose state is already the boundary's needs nothing. */
+    if (!c->svc_valid || c->pos != nv->start_pos ||
+        c->hash != nv->start_hash)
+      needs = 1;
+  } else if (!needs) {
     /* Continuing with state: deliver exactly up to the trim. */
-    if (c->st != SMR_ST_JOINING && c->caught_up) {
+    if (c->caught_up) {
       deliver_upto(c, v->trim);
 #ifndef SMR_PLANTED_BUG_TRIM
       smr_assert(c->delivered == v->trim);
 #endif
     }
-    if (NEVER(!c->svc_valid || c->pos != nv->start_pos ||
+    if (NEVER(!c->caught_up || c->pos != nv->start_pos ||
               c->hash != nv->start_hash)) {
-      /* Cannot happen: the proposal was built from our own report.  Be
-       * safe in release builds: fetch the state instead. */
+      /* Cannot happen: the proposal was built from our own report and
+       * checked by decision_plausible().  Be safe in release builds:
+       * fetch the state instead. */
       needs = 1;
     }
   }
@@ -888,12 +958,39 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   send_heartbeat_all(c);
 }
 
+/* Could this decision have come out of our epoch?  A continuing member
+ * that keeps its state must hold every message up to the trim, and they
+ * must lead exactly to the boundary.  A correct peer never sends anything
+ * else; a frame that fails this is refused rather than trusted. */
+static int decision_plausible(const struct smr_core *c,
+                              const struct smr_wire_proposal *v,
+                              uint32_t r) {
+  if (c->st == SMR_ST_JOINING || r == NO_RANK || !c->caught_up ||
+      (v->next.m[r].flags & SMR_MEMBER_NEEDS_STATE))
+    return 1;
+  if (v->trim < c->delivered || v->trim > c->received) return 0;
+  uint64_t pos = c->pos, hash = c->hash, seq = c->delivered;
+  for (size_t i = 0; i < c->rbuf.n && seq < v->trim; i++) {
+    const struct ent *e = &c->rbuf.v[c->rbuf.head + i];
+    seq++;
+    pos++;
+    hash = smr_chain_hash(hash, pos, e->b->data, e->b->len);
+  }
+  return pos == v->next.start_pos && hash == v->next.start_hash;
+}
+
 /* Learns the decision of the view change out of our epoch. */
 static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
   if (v->next.epoch != c->view.epoch + 1 && c->st != SMR_ST_JOINING) return;
   uint32_t r = rank_of(&v->next, c->self.id);
   if (r != NO_RANK && v->next.m[r].incarnation != c->self.incarnation)
     r = NO_RANK; /* the view has an older process of ours */
+#ifndef SMR_PLANTED_BUG_TRIM
+  if (!decision_plausible(c, v, r)) {
+    c->refused++;
+    return;
+  }
+#endif
   if (c->st == SMR_ST_JOINING) {
     if (r == NO_RANK) return;
     install(c, v, r);
@@ -911,6 +1008,8 @@ static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
     entq_clear(&c->pend);
     reset_view_state(c);
     c->st = SMR_ST_LEFT;
+    c->rank = NO_RANK;
+    c->caught_up = 0;
     out_push(c, SMR_EV_LEFT);
     return;
   }
@@ -1365,8 +1464,19 @@ static void on_order(struct smr_core *c, uint32_t from,
       continue;
     }
     if (e.sender >= c->view.n) { /* malformed: a failure of the leader */
+      c->refused++;
       suspect(c, from);
       return;
+    }
+    if (e.sender == c->rank) {
+      /* Ours must come back in the order we sent them, and only those. */
+      if (e.sender_seq != c->own_ordered ||
+          e.sender_seq >= c->pend_first_sseq + c->pend_sent) {
+        c->refused++;
+        suspect(c, from);
+        return;
+      }
+      c->own_ordered++;
     }
     struct ent q = {e.sender, e.sender_seq, blob_new(e.data, e.len)};
     entq_push(&c->rbuf, q);
@@ -1832,6 +1942,10 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
     pr.hash = m.u.promise.hash;
     pr.accepted_ballot = m.u.promise.accepted_ballot;
     pr.has_value = m.u.promise.has_value;
+    if (pr.received < p->received) {
+      c->refused++; /* it reports less than it acknowledged */
+      break;
+    }
     if (pr.has_value) {
       if (!proposal_valid(&m.u.promise.value) ||
           m.u.promise.value.next.epoch != c->view.epoch + 1)
@@ -1871,6 +1985,7 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
 done:
   maybe_start_change(c);
   check_quorum(c);
+  CORE_CHECK(c);
   return 0;
 }
 
@@ -1938,6 +2053,7 @@ void smr_core_tick(struct smr_core *c, uint64_t now) {
   proposer_progress(c);
   maybe_start_change(c);
   check_quorum(c);
+  CORE_CHECK(c);
 }
 
 uint64_t smr_core_next_deadline(const struct smr_core *c) {
@@ -2019,6 +2135,7 @@ void smr_core_flush(struct smr_core *c, uint64_t now) {
     update_stable(c);
     xfer_pump(c);
   }
+  CORE_CHECK(c);
 }
 
 int smr_core_leave(struct smr_core *c, uint64_t now) {
@@ -2035,6 +2152,7 @@ int smr_core_leave(struct smr_core *c, uint64_t now) {
   blob_unref(b);
   wedge(c);
   maybe_start_change(c);
+  CORE_CHECK(c);
   return 0;
 }
 
@@ -2045,6 +2163,7 @@ void smr_core_peer_lost(struct smr_core *c, uint64_t now, const char *id) {
   suspect(c, rank_of(&c->view, id));
   maybe_start_change(c);
   check_quorum(c);
+  CORE_CHECK(c);
 }
 
 /* ------------------------------------------------------------------------
