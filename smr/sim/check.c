@@ -321,7 +321,7 @@ static int view_has_id(const struct smr_wire_view *v, const char *id) {
   return 0;
 }
 
-static void describe(const struct smr_wire_view *v, char *buf, size_t cap) {
+void chk_describe_view(const struct smr_wire_view *v, char *buf, size_t cap) {
   size_t o = 0;
   buf[0] = 0;
   for (uint32_t i = 0; i < v->n && o + 24 < cap; i++)
@@ -367,8 +367,8 @@ static void define_view(struct sim_world *w, struct sim_node *n,
     }
   }
   if (2 * (kept + leavers) <= ref->n) {
-    describe(v, a, sizeof a);
-    describe(ref, b, sizeof b);
+    chk_describe_view(v, a, sizeof a);
+    chk_describe_view(ref, b, sizeof b);
     sim_fail(w, INV_PRIMARY,
              "%s installed epoch %llu [%s], which has only %u of the %u members "
              "of epoch %llu [%s] (%u left gracefully): a minority view",
@@ -451,8 +451,8 @@ void chk_view(struct sim_world *w, struct sim_node *n,
   if (cv->defined) {
     char a[400], b[400];
     if (!same_membership(&cv->v, v)) {
-      describe(v, a, sizeof a);
-      describe(&cv->v, b, sizeof b);
+      chk_describe_view(v, a, sizeof a);
+      chk_describe_view(&cv->v, b, sizeof b);
       sim_fail(w, INV_PRIMARY,
                "two memberships for epoch %llu: %s installed [%s], but it was "
                "[%s]",

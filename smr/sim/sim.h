@@ -203,6 +203,8 @@ struct sim_node {
   uint64_t views_seen, delivers_seen;
   uint64_t sub_counter;
   uint64_t probe_done; /* delivered (or passed) the probe */
+  int acc_has;                  /* last value its acceptor accepted: a */
+  struct smr_wire_view acc_next; /* view that may yet be decided */
 
   struct sim_disk disk;
   struct sim_logslot ring[SIM_RING];
@@ -435,6 +437,7 @@ void chk_restarted(struct sim_world *w, struct sim_node *n);
 void chk_total_crash(struct sim_world *w);
 const struct chk_view *chk_get_view(const struct sim_world *w, uint64_t e);
 uint64_t chk_canonical_pos(const struct sim_world *w, uint64_t id);
+void chk_describe_view(const struct smr_wire_view *v, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------
  * world.c

@@ -224,6 +224,9 @@ static void disk_acceptor(struct sim_world *w, struct sim_node *n,
     d->accepted = *ev->u.acceptor.accepted;
   else
     memset(&d->accepted, 0, sizeof d->accepted);
+  /* The fault budget keeps an eye on views that may yet be decided. */
+  n->acc_has = d->has_accepted;
+  if (d->has_accepted) n->acc_next = d->accepted.next;
 }
 
 static void disk_entry(struct sim_world *w, struct sim_node *n,
@@ -309,7 +312,7 @@ static void drain(struct sim_world *w, struct sim_node *n);
 static void node_start(struct sim_world *w, struct sim_node *n, int from_disk) {
   struct smr_core_config cfg;
   struct smr_core_persisted P;
-  int restore = from_disk && (n->disk.has_view || n->disk.has_acceptor);
+  int restore = from_disk && n->disk.has_view;
   n->inc++;
   n->life = L_UP;
   n->cur_epoch = 0;
@@ -332,7 +335,9 @@ static void node_start(struct sim_world *w, struct sim_node *n, int from_disk) {
       n->svc.hash = w->genesis_hash;
     }
     n->has_state = 1;
-    n->amnesiac = !n->disk.has_view;
+    n->amnesiac = 0;
+    /* Back in its last view: it may deliver that epoch's tail. */
+    n->cur_epoch = n->disk.view.epoch;
     build_restore(w, n, &P);
   } else {
     disk_wipe(&n->disk);
@@ -546,18 +551,27 @@ static const struct smr_wire_view *ref_view(const struct sim_world *w) {
 }
 
 /* Would the latest view keep a strict majority up, connected, fast and not
- * leaving if the nodes in `extra` were impaired too? */
-static int budget_ok(const struct sim_world *w, uint32_t extra) {
-  const struct smr_wire_view *v = ref_view(w);
-  uint32_t bad_mask = w->part_mask | w->clog_mask | w->slow_mask | extra;
-  uint32_t n = 0, bad = 0;
+ * leaving if the nodes in `extra` were impaired too?  The next view may
+ * also take in every running non-member (joiners are added as soon as they
+ * ask), so the same must hold for the latest view plus those. */
+static int in_view(const struct sim_node *x) {
+  struct smr_core_status st;
+  smr_core_status(x->core, &st);
+  return st.state == SMR_ST_NORMAL || st.state == SMR_ST_WEDGED;
+}
+
+static int view_ok(const struct sim_world *w, const struct smr_wire_view *v,
+                   uint32_t bad_mask, int installed) {
+  uint32_t n = 0, bad = 0, in = 0;
   if (v) {
     n = v->n;
     for (uint32_t i = 0; i < v->n; i++) {
       int k = node_by_id(w, v->m[i].id);
       const struct sim_node *x = k >= 0 ? w->nodes[k] : NULL;
+      if (k >= 0) in |= 1u << k;
       if (!x || x->life != L_UP || x->inc != v->m[i].incarnation ||
-          (bad_mask & (1u << k)) || x->leave_requested)
+          (bad_mask & (1u << k)) || x->leave_requested ||
+          (installed && !in_view(x)))
         bad++;
     }
   } else {
@@ -566,12 +580,51 @@ static int budget_ok(const struct sim_world *w, uint32_t extra) {
     n = (uint32_t)w->n_boot;
     for (int k = 0; k < w->n_boot; k++) {
       const struct sim_node *x = w->nodes[k];
+      in |= 1u << k;
       if (x->life != L_UP || x->inc != 1 || (bad_mask & (1u << k)) ||
           x->leave_requested)
         bad++;
     }
   }
+  if (2 * bad >= n) return 0;
+  for (int k = 0; k < w->n_nodes; k++) {
+    const struct sim_node *x = w->nodes[k];
+    if ((in & (1u << k)) || x->life != L_UP) continue;
+    n++;
+    if ((bad_mask & (1u << k)) || x->leave_requested) bad++;
+  }
   return 2 * bad < n;
+}
+
+static int budget_ok(const struct sim_world *w, uint32_t extra) {
+  uint32_t bad_mask = w->part_mask | w->clog_mask | w->slow_mask | extra;
+  if (!view_ok(w, ref_view(w), bad_mask, 1)) return 0;
+  /* Accepted proposals for later epochs may still be decided: the view
+   * they name must keep its majority too. */
+  for (int k = 0; k < w->n_nodes; k++) {
+    const struct sim_node *x = w->nodes[k];
+    if (x->acc_has && x->acc_next.epoch > w->max_epoch &&
+        !view_ok(w, &x->acc_next, bad_mask, 0))
+      return 0;
+  }
+  return 1;
+}
+
+/* Without durability the service state lives only in the memory of the
+ * members that hold it: never take away the last running one (losing it
+ * is a total loss the group cannot survive, like a total crash). */
+static int state_survives(const struct sim_world *w, int victim) {
+  if (w->p.durable) return 1;
+  for (int i = 0; i < w->n_nodes; i++) {
+    const struct sim_node *x = w->nodes[i];
+    if (i == victim || x->life != L_UP) continue;
+    struct smr_core_status st;
+    smr_core_status(x->core, &st);
+    if (st.has_state &&
+        (st.state == SMR_ST_NORMAL || st.state == SMR_ST_WEDGED))
+      return 1;
+  }
+  return 0;
 }
 
 static int leader_idx(const struct sim_world *w) {
@@ -636,7 +689,7 @@ static void fault_crash(struct sim_world *w) {
     if (k < 0 || !(up & (1u << k))) k = -1;
   }
   if (k < 0) k = pick(w, up);
-  if (k < 0 || !budget_ok(w, 1u << k)) return;
+  if (k < 0 || !budget_ok(w, 1u << k) || !state_survives(w, k)) return;
   node_crash(w, w->nodes[k]);
   w->faults[F_CRASH]++;
 }
@@ -700,7 +753,7 @@ static void fault_leave(struct sim_world *w) {
       cand |= 1u << k;
   }
   int k = pick(w, cand);
-  if (k < 0 || !budget_ok(w, 1u << k)) return;
+  if (k < 0 || !budget_ok(w, 1u << k) || !state_survives(w, k)) return;
   struct sim_node *n = w->nodes[k];
   int rc = smr_core_leave(n->core, w->now);
   sim_trace(w, T_LEAVE, k, -1, -rc, 0, 0, 0, 0);
@@ -779,6 +832,16 @@ static void fault_clog(struct sim_world *w) {
 static void fault_total(struct sim_world *w) {
   if (w->total_down || w->faults[F_TOTAL] >= 2) return;
   if (!w->p.durable) return;
+  /* The group can come back only from views on disk: a majority of the
+   * latest view must have persisted one (epoch 0 has no persisted form). */
+  const struct smr_wire_view *v = ref_view(w);
+  if (!v) return;
+  uint32_t on_disk = 0;
+  for (uint32_t i = 0; i < v->n; i++) {
+    int k = node_by_id(w, v->m[i].id);
+    if (k >= 0 && w->nodes[k]->disk.has_view) on_disk++;
+  }
+  if (2 * on_disk <= v->n) return;
   sim_trace(w, T_TOTAL, -1, -1, 0, 0, 0, 0, 0);
   chk_total_crash(w);
   for (int i = 0; i < w->n_nodes; i++)
@@ -838,7 +901,8 @@ static void do_action(struct sim_world *w, const struct sim_action *a) {
     break;
   case A_CRASH: {
     struct sim_node *n = w->nodes[a->a];
-    if (n->life == L_UP && budget_ok(w, 1u << a->a)) {
+    if (n->life == L_UP && budget_ok(w, 1u << a->a) &&
+        state_survives(w, a->a)) {
       node_crash(w, n);
       w->faults[F_CRASH]++;
     }
@@ -1010,12 +1074,15 @@ static int liveness_check(struct sim_world *w) {
 
 not_yet:
   if (!w->failed && w->now > w->heal_at + w->p.live_bound_ms) {
-    char buf[400];
+    char buf[400], vb[400] = "";
     describe_nodes(w, buf, sizeof buf);
+    const struct smr_wire_view *lv = ref_view(w);
+    if (lv) chk_describe_view(lv, vb, sizeof vb);
     sim_fail(w, INV_LIVENESS,
              "no common view with the probe delivered %llums after healing "
-             "(bound %llums = 60 x suspect_ms):%s",
-             ULL(w->now - w->heal_at), ULL(w->p.live_bound_ms), buf);
+             "(bound %llums = 60 x suspect_ms):%s; latest view e%llu [%s]",
+             ULL(w->now - w->heal_at), ULL(w->p.live_bound_ms), buf,
+             ULL(lv ? lv->epoch : 0), vb);
   }
   return 0;
 }
@@ -1035,6 +1102,7 @@ static void world_reset(struct sim_world *w, uint64_t seed) {
     n->inc = 0;
     n->amnesiac = 0;
     n->leave_requested = 0;
+    n->acc_has = 0;
     n->has_state = 0;
     n->cur_epoch = 0;
     n->deadline = UINT64_MAX;
