@@ -446,6 +446,7 @@ static struct blob *frame(struct smr_core *c, uint8_t type, uint64_t epoch,
   h.incarnation = c->self.incarnation;
   memcpy(h.from, c->self.id, sizeof(h.from));
   size_t need = smr_wire_size(&h, m);
+  smr_assert(need > 0);
   struct blob *b = malloc(sizeof(*b) + need);
   if (b == NULL) abort();
   b->refs = 1;
@@ -518,12 +519,20 @@ static int same_process(const struct smr_wire_member *w, uint64_t inc) {
   return w->incarnation == 0 || w->incarnation == inc;
 }
 
-static int proposal_valid(const struct smr_wire_proposal *p) {
-  if (p->next.n == 0 || p->next.n > SMR_MAX_MEMBERS) return 0;
-  for (uint32_t i = 0; i < p->next.n; i++)
-    for (uint32_t j = i + 1; j < p->next.n; j++)
-      if (strcmp(p->next.m[i].id, p->next.m[j].id) == 0) return 0;
+/* A view from a peer: a real epoch, 1..SMR_MAX_MEMBERS distinct members,
+ * each a real process. */
+static int view_valid(const struct smr_wire_view *v) {
+  if (v->epoch == 0 || v->n == 0 || v->n > SMR_MAX_MEMBERS) return 0;
+  for (uint32_t i = 0; i < v->n; i++) {
+    if (v->m[i].incarnation == 0) return 0;
+    for (uint32_t j = i + 1; j < v->n; j++)
+      if (strcmp(v->m[i].id, v->m[j].id) == 0) return 0;
+  }
   return 1;
+}
+
+static int proposal_valid(const struct smr_wire_proposal *p) {
+  return view_valid(&p->next);
 }
 
 /* ------------------------------------------------------------------------
@@ -965,9 +974,10 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
 static int decision_plausible(const struct smr_core *c,
                               const struct smr_wire_proposal *v,
                               uint32_t r) {
-  if (c->st == SMR_ST_JOINING || r == NO_RANK || !c->caught_up ||
+  if (c->st == SMR_ST_JOINING || r == NO_RANK ||
       (v->next.m[r].flags & SMR_MEMBER_NEEDS_STATE))
     return 1;
+  if (!c->caught_up) return 0; /* it would have been flagged */
   if (v->trim < c->delivered || v->trim > c->received) return 0;
   uint64_t pos = c->pos, hash = c->hash, seq = c->delivered;
   for (size_t i = 0; i < c->rbuf.n && seq < v->trim; i++) {
@@ -1801,7 +1811,10 @@ static void on_heartbeat(struct smr_core *c, uint32_t from,
 
 static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
   const struct smr_wire_view *v = &m->u.viewinfo.view;
-  if (v->n == 0 || v->n > SMR_MAX_MEMBERS) return;
+  if (!view_valid(v)) {
+    c->refused++;
+    return;
+  }
   if (c->st == SMR_ST_JOINING) {
     uint32_t r = rank_of(v, c->self.id);
     if (r != NO_RANK && v->m[r].incarnation == c->self.incarnation) {
@@ -2170,6 +2183,7 @@ void smr_core_peer_lost(struct smr_core *c, uint64_t now, const char *id) {
  * Creation, status
  * --------------------------------------------------------------------- */
 
+__attribute__((format(printf, 3, 4)))
 static int cfg_error(char *err, size_t errlen, const char *fmt, ...) {
   if (err && errlen) {
     va_list ap;
