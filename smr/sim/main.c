@@ -2,13 +2,14 @@
  *
  *   smr-sim [--seed S | --seeds A-B] [--members N] [--steps K]
  *           [--faults LIST] [--durable on|off|mixed] [-v] [--trace-tail N]
- *           [--check-determinism]
+ *           [--check-determinism] [--stop-after V]
  *
  * LIST is a comma list of crash, restart, partition, join, leave, slow,
  * clog, total (or `all`, or `none`).  Each seed prints one line; a seed
  * that breaks an invariant prints the violation, the trace tail and the
  * command that replays it, and the exit status is non-zero once all seeds
- * have run.  The wall clock is read only to report the speed. */
+ * have run (or once V seeds have failed, with --stop-after).  The wall
+ * clock is read only to report the speed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: smr-sim [--seed S | --seeds A-B] [--members N] [--steps K]\n"
           "               [--faults LIST] [--durable on|off|mixed] [-v]\n"
-          "               [--trace-tail N] [--check-determinism]\n"
+          "               [--trace-tail N] [--check-determinism] [--stop-after V]\n"
           "  LIST: comma list of crash,restart,partition,join,leave,slow,clog,"
           "total\n"
           "        or all (default) or none\n"
@@ -124,6 +125,7 @@ int main(int argc, char **argv) {
   o.faults = F_ALL;
   o.durable = DUR_MIXED;
   o.trace_tail = 60;
+  uint64_t stop_after = 0; /* 0: run every seed */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -143,11 +145,15 @@ int main(int argc, char **argv) {
       char buf[64];
       snprintf(buf, sizeof buf, "%s", v);
       char *dash = strchr(buf, '-');
-      if (!dash) goto bad;
-      *dash = 0;
-      if (parse_u64(buf, &o.seed_lo) || parse_u64(dash + 1, &o.seed_hi) ||
-          o.seed_hi < o.seed_lo)
-        goto bad;
+      if (dash) {
+        *dash = 0;
+        if (parse_u64(buf, &o.seed_lo) || parse_u64(dash + 1, &o.seed_hi) ||
+            o.seed_hi < o.seed_lo)
+          goto bad;
+      } else {
+        if (parse_u64(buf, &o.seed_lo)) goto bad;
+        o.seed_hi = o.seed_lo;
+      }
       i++;
     } else if (!strcmp(a, "--members") && v) {
       if (parse_u64(v, &x) || x < 1 || x > SIM_MAX_NODES - SIM_SPARES) goto bad;
@@ -169,6 +175,10 @@ int main(int argc, char **argv) {
         o.durable = DUR_MIXED;
       else
         goto bad;
+      i++;
+    } else if (!strcmp(a, "--stop-after") && v) {
+      if (parse_u64(v, &x) || x < 1) goto bad;
+      stop_after = x;
       i++;
     } else if (!strcmp(a, "--trace-tail") && v) {
       if (parse_u64(v, &x) || x > SIM_TRACE_RING) goto bad;
@@ -242,7 +252,7 @@ int main(int argc, char **argv) {
       }
     }
     violations += (uint64_t)bad;
-    if (seed == o.seed_hi) break;
+    if (seed == o.seed_hi || (stop_after && violations >= stop_after)) break;
   }
 
   double dt = wall() - t0;

@@ -219,6 +219,10 @@ static void on_fatal(int sig) {
                     "(the core tripped an assertion or crashed)\n",
                  sig, (unsigned long long)w->seed, (unsigned long long)w->step,
                  (unsigned long long)w->now);
+    sim_fdprintf(1, "VIOLATION seed=%llu step=%llu t=%llums invariant=0 "
+                    "(core assertion): signal %d, see the line above\n",
+                 (unsigned long long)w->seed, (unsigned long long)w->step,
+                 (unsigned long long)w->now, sig);
     sim_trace_print_tail(w, 1, w->opts->trace_tail);
     sim_fdprintf(1, "reproduce: %s\n", repro);
   }
