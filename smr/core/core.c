@@ -148,6 +148,7 @@ static void blob_unref(struct blob *b) {
 /* An entry of the total order (or waiting to be ordered). */
 struct ent {
   uint8_t sender;      /* rank in the view */
+  uint8_t mine;        /* one of this process's pending payloads */
   uint64_t sender_seq; /* per sender, per view, from 1 */
   struct blob *b;
 };
@@ -269,7 +270,7 @@ struct smr_core {
   int started;     /* first input seen: timers are based on it */
   enum smr_core_state st;
   int acceptor_ok; /* may act as acceptor of view.epoch */
-  int group_alive; /* RECOVERING: heard a running member of our epoch */
+  uint64_t alive_at; /* RECOVERING: last heard a running member */
   int quorum_lost, quorum_reported;
   int leaving;
   uint64_t wedged_at;
@@ -639,8 +640,9 @@ static void deliver_ent(struct smr_core *c, uint64_t seq, struct ent *e) {
   smr_assert(e->sender < c->view.n);
   memcpy(o->sender, c->view.m[e->sender].id, SMR_ID_MAX);
   o->b = blob_ref(e->b);
-  /* Our own payload: it is no longer pending. */
-  if (e->sender == c->rank && c->pend.n > 0 &&
+  /* Our own payload: it is no longer pending.  (Entries restored from
+   * the disk of an earlier process of ours are not "mine".) */
+  if (e->mine && ALWAYS(c->pend.n > 0) &&
       ALWAYS(e->sender_seq == c->pend_first_sseq)) {
     blob_unref(entq_pop(&c->pend).b);
     c->pend_first_sseq++;
@@ -849,7 +851,7 @@ static void reset_view_state(struct smr_core *c) {
   c->accepted_by = 0;
   memset(c->prom, 0, sizeof(c->prom));
   c->quorum_lost = c->quorum_reported = 0;
-  c->group_alive = 0;
+  c->alive_at = 0;
   c->lower_activity = 0;
   c->restoring = 0;
   xfer_reset(c);
@@ -894,25 +896,40 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   const struct smr_wire_view *nv = &v->next;
   int needs = (nv->m[myrank].flags & SMR_MEMBER_NEEDS_STATE) != 0;
   smr_assert(nv->epoch > c->view.epoch || c->st == SMR_ST_JOINING);
-  if (!needs && c->st == SMR_ST_JOINING) {
+  if (c->st == SMR_ST_JOINING) {
     /* A joiner whose state is already the boundary's needs nothing. */
     if (!c->svc_valid || c->pos != nv->start_pos ||
         c->hash != nv->start_hash)
       needs = 1;
-  } else if (!needs) {
-    /* Continuing with state: deliver exactly up to the trim. */
-    if (c->caught_up) {
-      deliver_upto(c, v->trim);
+  } else if (c->caught_up && v->trim <= c->received) {
+    /* Continuing with state: deliver exactly up to the trim.  (A member
+     * flagged as needing state may have caught up since it promised.) */
+    deliver_upto(c, v->trim);
 #ifndef SMR_PLANTED_BUG_TRIM
-      smr_assert(c->delivered == v->trim);
+    smr_assert(needs || c->delivered == v->trim);
 #endif
-    }
-    if (NEVER(!c->caught_up || c->pos != nv->start_pos ||
-              c->hash != nv->start_hash)) {
-      /* Cannot happen: the proposal was built from our own report and
-       * checked by decision_plausible().  Be safe in release builds:
-       * fetch the state instead. */
+    if (c->pos == nv->start_pos && c->hash == nv->start_hash)
+      needs = 0;
+    else if (NEVER(!needs))
       needs = 1;
+  } else if (NEVER(!needs)) {
+    /* Cannot happen: the proposal was built from our own report and
+     * checked by decision_plausible().  Be safe in release builds: fetch
+     * the state instead. */
+    needs = 1;
+  }
+  /* Without state we delivered nothing, but the group delivered up to the
+   * trim: our payloads among those are done. */
+  if (!c->caught_up && c->st != SMR_ST_JOINING && c->rank != NO_RANK) {
+    uint64_t seq = c->delivered;
+    for (size_t i = 0; i < c->rbuf.n && seq < v->trim; i++) {
+      seq++;
+      if (!entq_at(&c->rbuf, i)->mine) continue;
+      if (ALWAYS(c->pend.n > 0 && c->pend_sent > 0)) {
+        blob_unref(entq_pop(&c->pend).b);
+        c->pend_first_sseq++;
+        c->pend_sent--;
+      }
     }
   }
   /* Our own undelivered payloads are submitted again in the new view. */
@@ -965,6 +982,8 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   }
   prune_joins(c);
   send_heartbeat_all(c);
+  /* Still leaving (the view was decided before our request counted). */
+  if (c->leaving) wedge(c);
 }
 
 /* Could this decision have come out of our epoch?  A continuing member
@@ -991,7 +1010,9 @@ static int decision_plausible(const struct smr_core *c,
 
 /* Learns the decision of the view change out of our epoch. */
 static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
-  if (v->next.epoch != c->view.epoch + 1 && c->st != SMR_ST_JOINING) return;
+  if (c->st == SMR_ST_JOINING ? v->next.epoch <= c->view.epoch
+                              : v->next.epoch != c->view.epoch + 1)
+    return;
   uint32_t r = rank_of(&v->next, c->self.id);
   if (r != NO_RANK && v->next.m[r].incarnation != c->self.incarnation)
     r = NO_RANK; /* the view has an older process of ours */
@@ -1056,6 +1077,11 @@ static void join_broadcast(struct smr_core *c) {
 
 static void start_joining(struct smr_core *c,
                           const struct smr_wire_view *target) {
+  /* The group treats us as failed: what we sent and did not see delivered
+   * may or may not have been delivered, so it is dropped (its senders'
+   * clients retry); what we never sent is kept for the next view. */
+  for (size_t i = 0; i < c->pend_sent; i++) blob_unref(entq_pop(&c->pend).b);
+  c->pend_sent = 0;
   struct entq keep = c->pend;
   memset(&c->pend, 0, sizeof(c->pend));
   reset_view_state(c);
@@ -1097,7 +1123,8 @@ static void on_join(struct smr_core *c, const struct smr_wire_hdr *h,
     if (h->incarnation < vinc) return; /* an older process's leftovers */
     suspect(c, r); /* restarted: its old process is gone */
   }
-  if (running && h->epoch != c->view.epoch) {
+  if ((running && h->epoch != c->view.epoch) ||
+      (!running && h->epoch < c->view.epoch && c->view.epoch > 0)) {
     struct smr_member to;
     member_for(c, h, &to);
     memcpy(to.addr, m->u.join.addr, sizeof(to.addr));
@@ -1142,7 +1169,8 @@ static int need_change(const struct smr_core *c) {
 static int am_proposer(const struct smr_core *c) {
   if (c->rank == NO_RANK || !c->caught_up || c->leaving) return 0;
   if (c->st == SMR_ST_RECOVERING) {
-    if (c->group_alive || !c->acceptor_ok) return 0;
+    if (!c->acceptor_ok) return 0;
+    if (c->alive_at != 0 && c->now < c->alive_at + c->suspect_ms) return 0;
   }
   for (uint32_t r = 0; r < c->rank; r++) {
     if (c->suspects & (1u << r)) continue;
@@ -1452,7 +1480,8 @@ static void on_submit(struct smr_core *c, uint32_t from,
       return;
     }
     p->exp_sseq++;
-    struct ent q = {(uint8_t)from, e.sender_seq, blob_new(e.data, e.len)};
+    struct ent q = {.sender = (uint8_t)from, .sender_seq = e.sender_seq,
+                    .b = blob_new(e.data, e.len)};
     entq_push(&c->orderq, q);
   }
 }
@@ -1488,7 +1517,10 @@ static void on_order(struct smr_core *c, uint32_t from,
       }
       c->own_ordered++;
     }
-    struct ent q = {e.sender, e.sender_seq, blob_new(e.data, e.len)};
+    struct ent q = {.sender = e.sender,
+                    .mine = e.sender == c->rank,
+                    .sender_seq = e.sender_seq,
+                    .b = blob_new(e.data, e.len)};
     entq_push(&c->rbuf, q);
     c->received = seq;
     persist_entry(c, seq, &q);
@@ -1504,8 +1536,10 @@ static void leader_order(struct smr_core *c) {
   /* Our own payloads join the queue. */
   while (c->pend_sent < c->pend.n) {
     struct ent *pe = entq_at(&c->pend, c->pend_sent);
-    struct ent q = {(uint8_t)c->rank, c->pend_first_sseq + c->pend_sent,
-                    blob_ref(pe->b)};
+    struct ent q = {.sender = (uint8_t)c->rank,
+                    .mine = 1,
+                    .sender_seq = c->pend_first_sseq + c->pend_sent,
+                    .b = blob_ref(pe->b)};
     entq_push(&c->orderq, q);
     c->pend_sent++;
   }
@@ -1674,8 +1708,8 @@ static void on_xfer_ack(struct smr_core *c, uint32_t from,
   struct xfer *x = &c->xf[from];
   if (!x->active || m->u.xfer_ack.boundary != c->view.start_pos) return;
   uint64_t a = m->u.xfer_ack.offset;
-  if (a == XFER_DONE) {
-    if (x->ended) x->active = 0;
+  if (a == XFER_DONE) { /* it has its state */
+    x->active = 0;
     return;
   }
   if (a > x->acked && a <= x->next) x->acked = a;
@@ -1713,8 +1747,12 @@ static void xfer_ack(struct smr_core *c, uint32_t to, uint64_t upto) {
 static void on_xfer(struct smr_core *c, uint32_t from,
                     const struct smr_wire_msg *m) {
   if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED) return;
-  if (c->caught_up || from != donor_of(&c->view)) return;
+  if (from != donor_of(&c->view)) return;
   if (m->u.xfer.boundary != c->view.start_pos) return;
+  if (c->caught_up) {
+    xfer_ack(c, from, XFER_DONE); /* we got there by ourselves */
+    return;
+  }
   c->xfer_heard = c->now;
   const uint8_t *d = m->u.xfer.data;
   uint32_t len = m->u.xfer.len;
@@ -1795,7 +1833,7 @@ static void on_heartbeat(struct smr_core *c, uint32_t from,
   p->suspects = m->u.hb.suspects;
   if (m->u.hb.flags & SMR_HB_LEAVING) p->leaving = 1;
   if (c->st == SMR_ST_RECOVERING) {
-    c->group_alive = 1;
+    c->alive_at = c->now;
     return;
   }
   if (!(c->suspects & (1u << from))) {
@@ -1809,15 +1847,57 @@ static void on_heartbeat(struct smr_core *c, uint32_t from,
   update_stable(c);
 }
 
+/* A restarted process learns of a later view that lists an earlier
+ * process of ours, and that our disk never installed.  So no process of
+ * ours ever acted in that view: we can serve it as an acceptor with empty
+ * state (which a total restart needs: its members may be exactly the ones
+ * that never installed the last view), and as a member that needs state.
+ * Nothing was delivered in that view (it needed our acknowledgement), so
+ * a trim computed with our zero receipt loses nothing. */
+static int can_adopt(const struct smr_core *c, const struct smr_wire_view *v,
+                     uint32_t r) {
+  return c->durable && r != NO_RANK && v->epoch > c->view.epoch &&
+         v->m[r].incarnation < c->self.incarnation;
+}
+
+static void adopt_view(struct smr_core *c, const struct smr_wire_view *v,
+                       uint32_t r) {
+  for (size_t i = 0; i < c->pend_sent; i++) blob_unref(entq_pop(&c->pend).b);
+  c->pend_sent = 0;
+  struct entq keep = c->pend;
+  memset(&c->pend, 0, sizeof(c->pend));
+  reset_view_state(c);
+  c->pend = keep;
+  set_view(c, v, r);
+  c->st = SMR_ST_RECOVERING;
+  c->acceptor_ok = 1;
+  c->caught_up = c->svc_valid && c->pos == v->start_pos &&
+                 c->hash == v->start_hash &&
+                 !(v->m[r].flags & SMR_MEMBER_NEEDS_STATE);
+  c->created_at = c->now;
+  struct outev *o = out_push(c, SMR_EV_PERSIST_VIEW);
+  o->b = blob_new(v, sizeof(*v));
+  o->ev.u.view.rank = r;
+  o->ev.u.view.needs_state = !c->caught_up;
+  persist_acceptor(c);
+}
+
 static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
   const struct smr_wire_view *v = &m->u.viewinfo.view;
   if (!view_valid(v)) {
     c->refused++;
     return;
   }
+  uint32_t me = rank_of(v, c->self.id);
+  if ((c->st == SMR_ST_JOINING || c->st == SMR_ST_RECOVERING) &&
+      can_adopt(c, v, me)) {
+    adopt_view(c, v, me);
+    return;
+  }
   if (c->st == SMR_ST_JOINING) {
     uint32_t r = rank_of(v, c->self.id);
-    if (r != NO_RANK && v->m[r].incarnation == c->self.incarnation) {
+    if (r != NO_RANK && v->m[r].incarnation == c->self.incarnation &&
+        v->epoch > c->view.epoch) {
       /* We were added but missed the decision; a joiner needs only the
        * view itself (it delivers nothing of the old one). */
       struct smr_wire_proposal p;
@@ -1834,7 +1914,7 @@ static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
   }
   if (v->epoch < c->view.epoch) return;
   if (c->st == SMR_ST_RECOVERING && v->epoch == c->view.epoch) {
-    c->group_alive = 1;
+    c->alive_at = c->now;
     return;
   }
   if (v->epoch == c->view.epoch) return;
@@ -1928,7 +2008,7 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
       h.type != SMR_MSG_PREPARE && h.type != SMR_MSG_ACCEPT &&
       h.type != SMR_MSG_PROMISE && h.type != SMR_MSG_ACCEPTED &&
       h.type != SMR_MSG_NACK)
-    c->group_alive = 1;
+    c->alive_at = c->now;
 
   switch (h.type) {
   case SMR_MSG_HEARTBEAT:
@@ -2126,7 +2206,7 @@ int smr_core_submit(struct smr_core *c, uint64_t now, const void *data,
   if (c->pend.n >= c->max_pending) return -EAGAIN;
   out_begin(c);
   advance(c, now);
-  struct ent e = {0, 0, blob_new(data, len)};
+  struct ent e = {.b = blob_new(data, len)};
   entq_push(&c->pend, e);
   return 0;
 }
@@ -2290,8 +2370,9 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     for (uint32_t i = 0; i < p->n_entries; i++) {
       c->received = p->entries[i].seq;
       if (c->caught_up && p->entries[i].seq <= c->delivered) continue;
-      struct ent e = {p->entries[i].sender, p->entries[i].sender_seq,
-                      blob_new(p->entries[i].data, p->entries[i].len)};
+      struct ent e = {.sender = p->entries[i].sender,
+                      .sender_seq = p->entries[i].sender_seq,
+                      .b = blob_new(p->entries[i].data, p->entries[i].len)};
       entq_push(&c->rbuf, e);
     }
     if (!c->caught_up) c->delivered = 0;
