@@ -1321,6 +1321,10 @@ static void on_accept(struct smr_core *c, uint32_t from, uint64_t ballot,
  * promised (and that is a majority), or when the wait ran out. */
 static void proposer_progress(struct smr_core *c) {
   if (c->phase != 1) return;
+  if (c->leaving) { /* asked to leave meanwhile: the next rank proposes */
+    c->phase = 0;
+    return;
+  }
   uint32_t promised = 0;
   for (uint32_t r = 0; r < c->view.n; r++)
     if (c->prom[r].have) promised |= 1u << r;

@@ -133,7 +133,8 @@ void sim_trace_format(const struct sim_world *w, const struct sim_trec *r,
     snprintf(p, left, " epoch=%llu seq=%llu\n", a, b);
     break;
   case T_SUBMIT:
-    snprintf(p, left, " id=%llu len=%u rc=%d\n", a, r->y, -(int)r->x);
+    snprintf(p, left, " id=%llu len=%u rc=%d%s%.0llu\n", a, r->y, -(int)r->x,
+             r->x ? " pending=" : "", c);
     break;
   case T_CRASH:
   case T_JOIN:
@@ -155,6 +156,9 @@ void sim_trace_format(const struct sim_world *w, const struct sim_trec *r,
   case T_PEERLOST:
     snprintf(p, left, " %s\n", nid(w, r->peer));
     break;
+  case T_WEDGED:
+    snprintf(p, left, " epoch=%llu suspects=%x\n", a, r->y);
+    break;
   case T_SLOW:
     snprintf(p, left, " +%llums\n", a);
     break;
@@ -162,7 +166,8 @@ void sim_trace_format(const struct sim_world *w, const struct sim_trec *r,
     snprintf(p, left, " %s bound=%llums\n", r->x ? "liveness" : "safety", a);
     break;
   case T_PROBE:
-    snprintf(p, left, " id=%llu epoch=%llu rc=%d\n", a, b, -(int)r->x);
+    snprintf(p, left, " id=%llu epoch=%llu rc=%d%s%.0llu\n", a, b, -(int)r->x,
+             r->x ? " pending=" : "", c);
     break;
   case T_NOTE:
     snprintf(p, left, " %llu %llu %llu\n", a, b, c);

@@ -456,10 +456,14 @@ static void drain(struct sim_world *w, struct sim_node *n) {
       chk_view(w, n, &ev);
       break;
     }
-    case SMR_EV_WEDGED:
-      sim_trace(w, T_WEDGED, n->idx, -1, 0, 0, 0, 0, 0);
+    case SMR_EV_WEDGED: {
+      struct smr_core_status st;
+      smr_core_status(n->core, &st);
+      sim_trace(w, T_WEDGED, n->idx, -1, 0, st.suspects, st.view->epoch, 0,
+                0);
       reactive_crash(w);
       break;
+    }
     case SMR_EV_QUORUM_LOST:
       sim_trace(w, T_QLOST, n->idx, -1, 0, 0, 0, 0, 0);
       n->quorum_lost = 1;
@@ -936,8 +940,14 @@ static int submit_one(struct sim_world *w, struct sim_node *n, int probe,
   size_t len = payload_build(buf, id, n->idx, n->inc, n->sub_counter, fill,
                              probe);
   int rc = smr_core_submit(n->core, w->now, buf, len);
+  uint64_t pending = 0;
+  if (rc) {
+    struct smr_core_status st;
+    smr_core_status(n->core, &st);
+    pending = st.pending;
+  }
   sim_trace(w, probe ? T_PROBE : T_SUBMIT, n->idx, -1, -rc, (uint32_t)len, id,
-            n->cur_epoch, 0);
+            n->cur_epoch, pending);
   if (rc == 0) {
     chk_submitted(w, id, n->idx, buf, len, probe);
     n->sub_counter++;
