@@ -1837,7 +1837,8 @@ static void on_heartbeat(struct smr_core *c, uint32_t from,
   p->suspects = m->u.hb.suspects;
   if (m->u.hb.flags & SMR_HB_LEAVING) p->leaving = 1;
   if (c->st == SMR_ST_RECOVERING) {
-    c->alive_at = c->now;
+    /* A running member that could run the view change itself. */
+    if (!(m->u.hb.flags & HB_NO_STATE)) c->alive_at = c->now;
     return;
   }
   if (!(c->suspects & (1u << from))) {
@@ -1917,10 +1918,6 @@ static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
     return;
   }
   if (v->epoch < c->view.epoch) return;
-  if (c->st == SMR_ST_RECOVERING && v->epoch == c->view.epoch) {
-    c->alive_at = c->now;
-    return;
-  }
   if (v->epoch == c->view.epoch) return;
   uint32_t r = rank_of(v, c->self.id);
   if (r != NO_RANK && v->m[r].incarnation == c->self.incarnation &&
@@ -2008,11 +2005,6 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
   if (!paxos && !same_process(&c->view.m[from], h.incarnation)) goto done;
   p->last_heard = c->now;
   if (c->st == SMR_ST_RECOVERING) c->suspects &= ~(1u << from);
-  if (c->st == SMR_ST_RECOVERING && c->view.epoch > 0 &&
-      h.type != SMR_MSG_PREPARE && h.type != SMR_MSG_ACCEPT &&
-      h.type != SMR_MSG_PROMISE && h.type != SMR_MSG_ACCEPTED &&
-      h.type != SMR_MSG_NACK)
-    c->alive_at = c->now;
 
   switch (h.type) {
   case SMR_MSG_HEARTBEAT:
