@@ -1928,11 +1928,18 @@ static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
   start_joining(c, v);
 }
 
-static void on_hello(struct smr_core *c, const struct smr_wire_hdr *h) {
+static void on_hello(struct smr_core *c, const struct smr_wire_hdr *h,
+                     uint8_t flags) {
   uint32_t r = rank_of(&c->view, h->from);
   if (c->st == SMR_ST_RECOVERING) {
-    if (r != NO_RANK && h->epoch == c->view.epoch)
+    if (r != NO_RANK && h->epoch == c->view.epoch) {
+      /* A fellow in a total restart; it can lead only with state. */
       c->peers[r].last_heard = c->now;
+      c->suspects &= ~(1u << r);
+      int can_lead = (flags & SMR_HELLO_RECOVERING) &&
+                     !(flags & SMR_HELLO_NO_STATE);
+      c->peers[r].flags = can_lead ? 0 : HB_NO_STATE;
+    }
     else if (h->epoch < c->view.epoch && c->view.epoch > 0) {
       struct smr_member to;
       member_for(c, h, &to);
@@ -1972,7 +1979,7 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
     on_viewinfo(c, &m);
     goto done;
   case SMR_MSG_HELLO:
-    on_hello(c, &h);
+    on_hello(c, &h, m.u.hello.flags);
     goto done;
   case SMR_MSG_JOIN:
     on_join(c, &h, &m);
@@ -2086,7 +2093,8 @@ static void send_hello(struct smr_core *c) {
   c->last_hello = c->now;
   struct smr_wire_msg m;
   memset(&m, 0, sizeof(m));
-  m.u.hello.flags = c->acceptor_ok ? SMR_HELLO_RECOVERING : 0;
+  m.u.hello.flags = (c->acceptor_ok ? SMR_HELLO_RECOVERING : 0) |
+                    (c->caught_up ? 0 : SMR_HELLO_NO_STATE);
   struct blob *b = frame(c, SMR_MSG_HELLO, c->view.epoch, &m);
   uint32_t sent = 0; /* bootstrap members already covered by the view */
   for (uint32_t r = 0; r < c->view.n; r++) {

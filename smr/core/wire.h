@@ -118,7 +118,8 @@ enum smr_msg_type {
 /* View member flags. */
 #define SMR_MEMBER_NEEDS_STATE 0x01u
 /* Hello flags. */
-#define SMR_HELLO_RECOVERING 0x01u
+#define SMR_HELLO_RECOVERING 0x01u /* sender may act as acceptor */
+#define SMR_HELLO_NO_STATE 0x02u   /* sender has no service state */
 
 /* Transfer chunk kinds. */
 enum smr_xfer_kind {

@@ -177,7 +177,7 @@ enum sim_life {
 
 struct sim_node {
   int idx;
-  char id[8];
+  char id[16];
   char addr[32];
   uint64_t inc; /* incarnation: grows on every (re)start */
   enum sim_life life;
