@@ -104,10 +104,11 @@ static void run_line(const struct sim_world *w) {
     o += (size_t)snprintf(f + o, sizeof f - o, "%s%s:%llu", i ? "," : "",
                           sim_fault_name[i], ULL(w->faults[i]));
   printf("seed=%llu steps=%llu views=%llu delivered=%llu faults=%s checks=%llu "
-         "simtime=%llums converged=%llums trace=%016llx%s\n",
+         "simtime=%llums converged=%llums/%llums trace=%016llx%s\n",
          ULL(w->seed), ULL(w->step), ULL(w->views_installed), ULL(w->hist_max),
-         f, ULL(w->checks), ULL(w->now), 
+         f, ULL(w->checks), ULL(w->now - SIM_T0),
          ULL(w->converged_at ? w->converged_at - w->heal_at : 0),
+         ULL(w->p.live_bound_ms),
          ULL(w->trace_hash), w->failed ? " FAILED" : "");
 }
 

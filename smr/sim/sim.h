@@ -48,6 +48,7 @@
 #define SIM_SNAPS 64       /* snapshot images open at once, all donors */
 #define SIM_ACTIONS 512    /* scheduled fault steps (heals, clogs, ...) */
 #define SIM_TRACE_RING 16384
+#define SIM_T0 1000        /* the clock's value when a run starts (ms) */
 
 /* Fault kinds (bit numbers of a fault mask). */
 enum sim_fault {

@@ -46,7 +46,7 @@ const char *const sim_fault_name[F_NKINDS] = {
     "crash", "restart", "partition", "join", "leave", "slow", "clog", "total"};
 
 #define ULL(x) ((unsigned long long)(x))
-#define T0 1000 /* the clock's value when a run starts */
+#define T0 SIM_T0
 
 /* ------------------------------------------------------------------------
  * Setup
