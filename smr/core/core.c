@@ -990,13 +990,10 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
  * that keeps its state must hold every message up to the trim, and they
  * must lead exactly to the boundary.  A correct peer never sends anything
  * else; a frame that fails this is refused rather than trusted. */
-static int decision_plausible(const struct smr_core *c,
-                              const struct smr_wire_proposal *v,
-                              uint32_t r) {
-  if (c->st == SMR_ST_JOINING || r == NO_RANK ||
-      (v->next.m[r].flags & SMR_MEMBER_NEEDS_STATE))
-    return 1;
-  if (!c->caught_up) return 0; /* it would have been flagged */
+/* Do our state and buffer lead, through the trim, to the boundary? */
+static int trim_reaches(const struct smr_core *c,
+                        const struct smr_wire_proposal *v) {
+  if (!c->caught_up || c->st == SMR_ST_JOINING) return 0;
   if (v->trim < c->delivered || v->trim > c->received) return 0;
   uint64_t pos = c->pos, hash = c->hash, seq = c->delivered;
   for (size_t i = 0; i < c->rbuf.n && seq < v->trim; i++) {
@@ -1008,14 +1005,39 @@ static int decision_plausible(const struct smr_core *c,
   return pos == v->next.start_pos && hash == v->next.start_hash;
 }
 
+static int decision_plausible(const struct smr_core *c,
+                              const struct smr_wire_proposal *v,
+                              uint32_t r) {
+  if (c->st == SMR_ST_JOINING || r == NO_RANK ||
+      (v->next.m[r].flags & SMR_MEMBER_NEEDS_STATE))
+    return 1;
+  if (!c->caught_up) return 0; /* it would have been flagged */
+  return trim_reaches(c, v);
+}
+
+static int can_adopt(const struct smr_core *c, const struct smr_wire_view *v,
+                     uint32_t r);
+static void adopt_view(struct smr_core *c, const struct smr_wire_view *v,
+                       uint32_t r);
+
 /* Learns the decision of the view change out of our epoch. */
 static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
   if (c->st == SMR_ST_JOINING ? v->next.epoch <= c->view.epoch
                               : v->next.epoch != c->view.epoch + 1)
     return;
   uint32_t r = rank_of(&v->next, c->self.id);
-  if (r != NO_RANK && v->next.m[r].incarnation != c->self.incarnation)
-    r = NO_RANK; /* the view has an older process of ours */
+  if (r != NO_RANK && v->next.m[r].incarnation != c->self.incarnation) {
+    /* The view has an earlier process of ours, which died before it
+     * could install it (a crash during the change, or all of the group
+     * went down).  With our disk we carry on in its place: deliver what
+     * the group delivered, then recover in that view. */
+    if (can_adopt(c, &v->next, r)) {
+      if (trim_reaches(c, v)) deliver_upto(c, v->trim);
+      adopt_view(c, &v->next, r);
+      return;
+    }
+    r = NO_RANK;
+  }
 #ifndef SMR_PLANTED_BUG_TRIM
   if (!decision_plausible(c, v, r)) {
     c->refused++;
@@ -1877,8 +1899,7 @@ static void adopt_view(struct smr_core *c, const struct smr_wire_view *v,
   c->st = SMR_ST_RECOVERING;
   c->acceptor_ok = 1;
   c->caught_up = c->svc_valid && c->pos == v->start_pos &&
-                 c->hash == v->start_hash &&
-                 !(v->m[r].flags & SMR_MEMBER_NEEDS_STATE);
+                 c->hash == v->start_hash;
   c->created_at = c->now;
   struct outev *o = out_push(c, SMR_EV_PERSIST_VIEW);
   o->b = blob_new(v, sizeof(*v));
