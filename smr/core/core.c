@@ -275,6 +275,7 @@ struct smr_core {
   int leaving;
   uint64_t wedged_at;
   uint64_t created_at;
+  uint64_t installed_at;
 
   /* Current (installed or recovering) view. */
   struct smr_wire_view view;
@@ -801,6 +802,13 @@ static void member_for(const struct smr_core *c, const struct smr_wire_hdr *h,
 static void help_straggler(struct smr_core *c, const struct smr_wire_hdr *h) {
   if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED) return;
   uint32_t r = rank_of(&c->view, h->from);
+  /* A member of our view that has not installed it yet is alive, only
+   * late: for a while that counts as hearing from it, so that one slow
+   * link does not turn every view change into the next one. */
+  if (r != NO_RANK && h->epoch + 1 == c->view.epoch &&
+      h->incarnation == c->view.m[r].incarnation &&
+      c->now < c->installed_at + 3ull * c->suspect_ms)
+    c->peers[r].last_heard = c->now;
   if (r != NO_RANK) {
     if (c->peers[r].last_help != 0 &&
         c->now < c->peers[r].last_help + c->heartbeat_ms)
@@ -945,6 +953,7 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   c->st = SMR_ST_NORMAL;
   c->acceptor_ok = 1;
   c->views_installed++;
+  c->installed_at = c->now;
   c->xfer_heard = c->now;
   c->last_xfer_req = 0;
 

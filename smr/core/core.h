@@ -108,12 +108,23 @@ enum smr_event_type {
   SMR_EV_VIEW,          /* view: installed; precedes its messages */
   SMR_EV_WEDGED,        /* a view change began: no more sends this view */
   SMR_EV_QUORUM_LOST,   /* no majority reachable: stop serving */
-  SMR_EV_EXCLUDED,      /* the group went on without us: rejoining */
+  SMR_EV_EXCLUDED,      /* the group went on without us: rejoining.  Our
+                           submissions that were sent but not delivered
+                           are dropped (the group treats us as failed, so
+                           they may or may not have been delivered); those
+                           never sent are kept for the next view */
   SMR_EV_LEFT,          /* a graceful leave completed */
   SMR_EV_RESTORE_BEGIN, /* restore: drop the service state; image follows */
   SMR_EV_RESTORE_CHUNK, /* restore: bytes of the image at offset */
   SMR_EV_RESTORE_END,   /* restore: state is now at pos, hash */
-  SMR_EV_PERSIST_VIEW,  /* persist: installed view (truncate older) */
+  SMR_EV_PERSIST_VIEW,  /* persist: the view we are in from now on, and
+                           forget entries of older epochs.  Follows every
+                           install (before the VIEW upcall), and is also
+                           emitted alone when a restarted member takes its
+                           earlier process's place in a decided view that
+                           process never installed (it then recovers in
+                           that view, needs_state telling whether its
+                           service state is the view's starting state) */
   SMR_EV_PERSIST_ACCEPTOR, /* persist: acceptor state of the epoch */
   SMR_EV_PERSIST_ENTRY  /* persist: a received multicast of the epoch */
 };
