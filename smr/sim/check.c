@@ -15,9 +15,10 @@
  * restore, the status of the core that just took an input); the only
  * expensive one, recomputing a service digest from scratch, is sampled.
  *
- *   1 view sequence   one membership per epoch; a node's epochs increase;
- *                     a node only installs views that contain it, at the
- *                     rank it is told; no epoch is skipped.
+ *   1 view sequence   one membership per epoch (installed or persisted:
+ *                     a persisted view is a decided one); a node's epochs
+ *                     increase; a node only installs views that contain
+ *                     it, at the rank it is told; no epoch is skipped.
  *   2 virtual sync.   a node that installs a view with its state has
  *                     delivered exactly up to the view's start (pos and
  *                     hash); deliveries of epoch e are those of the view
@@ -501,6 +502,37 @@ void chk_view(struct sim_world *w, struct sim_node *n,
   n->needs_state = needs;
   n->amnesiac = 0;
   n->views_seen++;
+}
+
+/* A view a node persists is a decided view, installed or not (a restarted
+ * member may adopt a decided view its dead predecessor never installed, and
+ * recover in it): it takes part in the one-membership-per-epoch check and
+ * defines the epoch if nobody has installed it yet. */
+void chk_persisted_view(struct sim_world *w, struct sim_node *n,
+                        const struct smr_wire_view *v) {
+  w->checks++;
+  if (v->epoch == 0 || v->n == 0 || v->n > SMR_MAX_MEMBERS ||
+      !view_has_id(v, n->id)) {
+    sim_fail(w, INV_VIEWS, "%s persisted a malformed view (epoch %llu, n=%u)",
+             n->id, ULL(v->epoch), v->n);
+    return;
+  }
+  const struct chk_view *cv = chk_get_view(w, v->epoch);
+  if (!cv) {
+    define_view(w, n, v);
+    return;
+  }
+  if (!same_membership(&cv->v, v) || cv->v.start_pos != v->start_pos ||
+      cv->v.start_hash != v->start_hash) {
+    char a[400], b[400];
+    chk_describe_view(v, a, sizeof a);
+    chk_describe_view(&cv->v, b, sizeof b);
+    sim_fail(w, INV_PRIMARY,
+             "two views for epoch %llu: %s persisted [%s] from pos %llu, but it "
+             "was [%s] from pos %llu",
+             ULL(v->epoch), n->id, a, ULL(v->start_pos), b,
+             ULL(cv->v.start_pos));
+  }
 }
 
 /* ------------------------------------------------------------------------

@@ -431,6 +431,8 @@ void chk_deliver(struct sim_world *w, struct sim_node *n,
                  const struct smr_event *ev);
 void chk_view(struct sim_world *w, struct sim_node *n,
               const struct smr_event *ev);
+void chk_persisted_view(struct sim_world *w, struct sim_node *n,
+                        const struct smr_wire_view *v);
 void chk_restore_end(struct sim_world *w, struct sim_node *n, uint64_t pos,
                      uint64_t hash);
 void chk_status(struct sim_world *w, struct sim_node *n);

@@ -190,6 +190,8 @@ static void disk_view(struct sim_world *w, struct sim_node *n,
     return;
   }
   sim_trace(w, T_PVIEW, n->idx, -1, 0, 0, v->epoch, v->start_pos, 0);
+  chk_persisted_view(w, n, v);
+  if (w->failed) return;
   if (!d->has_view || v->epoch > d->view.epoch) {
     /* A new epoch: the entries of older ones are no longer needed. */
     uint32_t k = 0;
