@@ -87,13 +87,13 @@ static void print_params(const struct sim_world *w) {
   faults_str(p->kinds, kinds, sizeof kinds);
   printf("params: members=%d spares=%d durable=%s heartbeat=%ums suspect=%ums "
          "join_batch=%ums max_batch=%u inflight=%u pending=%u xfer=%ux%u "
-         "net=%u+exp(%u)ms faults=%s every~%ums reactive=%u%% "
+         "net=%u+exp(%u)ms faults=%s every~%ums reactive=%u%% mid=%u/1000 "
          "work=exp(%u)ms burst=%u%%x%u safety_steps=%llu bound=%llums\n",
          w->n_boot, w->n_nodes - w->n_boot, p->durable ? "on" : "off",
          p->heartbeat_ms, p->suspect_ms, p->join_batch_ms, p->max_batch,
          p->max_inflight, p->max_pending, p->xfer_chunk, p->xfer_window,
          p->net_floor_ms, p->net_mean_ms, kinds, p->fault_mean_ms,
-         p->reactive_pct, p->work_mean_ms, p->burst_pct, p->burst_max,
+         p->reactive_pct, p->mid_pml, p->work_mean_ms, p->burst_pct, p->burst_max,
          ULL(p->safety_steps), ULL(p->live_bound_ms));
 }
 
@@ -104,10 +104,10 @@ static void run_line(const struct sim_world *w) {
     o += (size_t)snprintf(f + o, sizeof f - o, "%s%s:%llu", i ? "," : "",
                           sim_fault_name[i], ULL(w->faults[i]));
   printf("seed=%llu steps=%llu views=%llu delivered=%llu faults=%s checks=%llu "
-         "simtime=%llums converged=%llums/%llums trace=%016llx%s\n",
+         "simtime=%llums converged=%s%llums/%llums trace=%016llx%s\n",
          ULL(w->seed), ULL(w->step), ULL(w->views_installed), ULL(w->hist_max),
          f, ULL(w->checks), ULL(w->now - SIM_T0),
-         ULL(w->converged_at ? w->converged_at - w->heal_at : 0),
+         w->halted ? "halted:" : "", ULL(w->converged_at ? w->converged_at - w->heal_at : 0),
          ULL(w->p.live_bound_ms),
          ULL(w->trace_hash), w->failed ? " FAILED" : "");
 }
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
   struct sim_world *w = world_new(&o);
   char flist[128];
   faults_str(o.faults, flist, sizeof flist);
-  uint64_t runs = 0, violations = 0, steps = 0;
+  uint64_t runs = 0, violations = 0, steps = 0, halted = 0;
   double t0 = wall();
 
   for (uint64_t seed = o.seed_lo;; seed++) {
@@ -219,6 +219,7 @@ int main(int argc, char **argv) {
       world_run(w, seed);
     }
     runs++;
+    halted += (uint64_t)w->halted;
     steps += w->step;
     run_line(w);
     if (o.verbose) print_params(w);
@@ -259,6 +260,10 @@ int main(int argc, char **argv) {
   double dt = wall() - t0;
   if (dt <= 0) dt = 1e-9;
   printf("runs=%llu violations=%llu\n", ULL(runs), ULL(violations));
+  if (halted)
+    printf("halted=%llu (runs whose latest view lost its majority or state "
+           "for good: liveness not required)\n",
+           ULL(halted));
   printf("steps/s=%.0f seeds/hour=%.0f (%llu steps in %.2fs)\n",
          (double)steps / dt, (double)runs * 3600.0 / dt, ULL(steps), dt);
   world_free(w);

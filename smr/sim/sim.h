@@ -108,6 +108,9 @@ struct sim_params {
   uint32_t weight[F_NKINDS];
   uint32_t fault_mean_ms;       /* mean gap between faults */
   uint32_t reactive_pct;        /* crash someone when a view change starts */
+  uint32_t mid_pml;             /* per mille: crash a node between two of
+                                   its outputs (mid-push of a proposal,
+                                   a decision, a transfer) */
   uint32_t part_min_ms, part_max_ms;
   uint32_t slow_extra_ms;
   uint32_t work_mean_ms, burst_pct, burst_max;
@@ -200,6 +203,7 @@ struct sim_node {
   int needs_state;
   int amnesiac;       /* started without state and not yet in a view */
   int leave_requested, left;
+  int crash_now; /* dies before carrying out its remaining outputs */
   int quorum_lost;
   uint64_t views_seen, delivers_seen;
   uint64_t sub_counter;
@@ -316,6 +320,7 @@ struct sim_world {
   uint64_t heal_at, converged_at;
   uint64_t probe_id, probe_epoch;
   int probe_out;
+  int halted; /* the latest view lost its majority for good: no liveness */
   int total_down;
 
   /* counters */

@@ -170,7 +170,15 @@ void sim_trace_format(const struct sim_world *w, const struct sim_trec *r,
              r->x ? " pending=" : "", c);
     break;
   case T_NOTE:
-    snprintf(p, left, " %llu %llu %llu\n", a, b, c);
+    if (r->x == 1)
+      snprintf(p, left, " dies before its remaining outputs\n");
+    else if (r->x == 2)
+      snprintf(p, left, " the latest view lost its majority (or its state) "
+                        "for good: halted, liveness not required\n");
+    else if (r->x == 0xff)
+      snprintf(p, left, " VIOLATION of invariant %u\n", r->y);
+    else
+      snprintf(p, left, " %llu %llu %llu\n", a, b, c);
     break;
   default:
     snprintf(p, left, "\n");

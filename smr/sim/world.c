@@ -148,6 +148,7 @@ static void choose_params(struct sim_world *w) {
   p->weight[F_TOTAL] = 1;
   p->fault_mean_ms = p->suspect_ms * (uint32_t)sim_range(r, 1, 8) / 2;
   p->reactive_pct = sim_chance(r, 50) ? (uint32_t)sim_range(r, 5, 40) : 0;
+  p->mid_pml = sim_chance(r, 50) ? (uint32_t)sim_range(r, 2, 30) : 0;
   p->part_min_ms = p->suspect_ms / 2;
   p->part_max_ms = p->suspect_ms * (uint32_t)sim_range(r, 2, 10);
   p->slow_extra_ms = (uint32_t)sim_range(r, p->suspect_ms / 4, p->suspect_ms * 3);
@@ -422,6 +423,31 @@ static void node_restart(struct sim_world *w, struct sim_node *n) {
 
 static const struct smr_wire_view *ref_view(const struct sim_world *w);
 static void reactive_crash(struct sim_world *w);
+static int budget_ok(const struct sim_world *w, uint32_t extra);
+static int state_survives(const struct sim_world *w, int victim);
+
+/* Sometimes a node dies between two of its outputs: after sending a
+ * proposal, a decision or a transfer chunk to some peers but not to the
+ * others, or in the middle of receiving a snapshot. */
+static void maybe_mid_crash(struct sim_world *w, struct sim_node *n,
+                            int what) {
+  if (w->liveness || !w->p.mid_pml || !(w->p.kinds & (1u << F_CRASH)))
+    return;
+  switch (what) {
+  case SMR_MSG_PREPARE:
+  case SMR_MSG_ACCEPT:
+  case SMR_MSG_DECIDE:
+  case SMR_MSG_XFER:
+  case SMR_MSG_VIEWINFO:
+  case 0: /* a restore chunk */
+    break;
+  default:
+    return;
+  }
+  if (sim_below(&w->r_fault, 1000) >= w->p.mid_pml) return;
+  if (!budget_ok(w, 1u << n->idx) || !state_survives(w, n->idx)) return;
+  n->crash_now = 1;
+}
 
 static void drain(struct sim_world *w, struct sim_node *n) {
   struct smr_event ev;
@@ -434,6 +460,7 @@ static void drain(struct sim_world *w, struct sim_node *n) {
         break;
       }
       net_send(w, n->idx, ev.u.send.to, ev.u.send.data, ev.u.send.len);
+      if (ev.u.send.len > 3) maybe_mid_crash(w, n, ev.u.send.data[3]);
       break;
     case SMR_EV_DELIVER: {
       uint64_t id = 0;
@@ -500,6 +527,7 @@ static void drain(struct sim_world *w, struct sim_node *n) {
       } else {
         if (len) memcpy(n->img + off, ev.u.restore.data, len);
         if (off + len > n->img_got) n->img_got = (uint32_t)(off + len);
+        maybe_mid_crash(w, n, 0);
       }
       break;
     }
@@ -521,6 +549,7 @@ static void drain(struct sim_world *w, struct sim_node *n) {
       sim_fail(w, INV_CONTRACT, "%s: unknown event type %d", n->id,
                (int)ev.type);
     }
+    if (n->crash_now) break;
   }
 }
 
@@ -529,11 +558,19 @@ void node_input_done(struct sim_world *w, struct sim_node *n) {
   /* What the input produced is carried out before the flush: the flush
    * may already stream a snapshot whose boundary those deliveries reach. */
   drain(w, n);
-  if (w->failed || n->left) goto out;
+  if (w->failed || n->left || n->crash_now) goto out;
   smr_core_flush(n->core, w->now);
   drain(w, n);
 out:
   if (w->failed) return;
+  if (n->crash_now) {
+    /* Its remaining outputs die with it. */
+    n->crash_now = 0;
+    sim_trace(w, T_NOTE, n->idx, -1, 1, 0, 0, 0, 0);
+    node_crash(w, n);
+    w->faults[F_CRASH]++;
+    return;
+  }
   if (n->left) {
     /* A graceful leave is over: the process exits. */
     smr_core_destroy(n->core);
@@ -621,16 +658,46 @@ static int budget_ok(const struct sim_world *w, uint32_t extra) {
  * is a total loss the group cannot survive, like a total crash). */
 static int state_survives(const struct sim_world *w, int victim) {
   if (w->p.durable) return 1;
+  const struct smr_wire_view *v = ref_view(w);
+  uint64_t boundary = v ? v->start_pos : 0;
   for (int i = 0; i < w->n_nodes; i++) {
     const struct sim_node *x = w->nodes[i];
     if (i == victim || x->life != L_UP) continue;
     struct smr_core_status st;
     smr_core_status(x->core, &st);
-    if (st.has_state &&
+    /* A state older than the latest view's boundary cannot carry on. */
+    if (st.has_state && st.pos >= boundary &&
         (st.state == SMR_ST_NORMAL || st.state == SMR_ST_WEDGED))
       return 1;
   }
   return 0;
+}
+
+/* Can the latest view still make progress at all?  A strict majority of
+ * its members must be running as the same process (or, with durability,
+ * be able to restart from their disks), and without durability one of
+ * them must still hold the state of its boundary.  A view that lost this
+ * for good -- e.g. a two-member view whose second member died right after
+ * the decision that built it -- must halt (primary partition): the
+ * liveness requirement does not apply to it. */
+static int latest_view_viable(const struct sim_world *w) {
+  const struct smr_wire_view *v = ref_view(w);
+  if (!v) return 1;
+  uint32_t alive = 0;
+  int state = w->p.durable;
+  for (uint32_t i = 0; i < v->n; i++) {
+    int k = node_by_id(w, v->m[i].id);
+    if (k < 0) continue;
+    const struct sim_node *x = w->nodes[k];
+    if (x->life == L_UP && x->inc == v->m[i].incarnation) {
+      alive++;
+      if (x->has_state && !x->restoring && x->svc.pos >= v->start_pos)
+        state = 1;
+    } else if (w->p.durable && x->disk.has_view) {
+      alive++;
+    }
+  }
+  return 2 * alive > v->n && state;
 }
 
 static int leader_idx(const struct sim_world *w) {
@@ -1087,6 +1154,12 @@ static int liveness_check(struct sim_world *w) {
 not_yet:
   if (!w->failed && w->now > w->heal_at + w->p.live_bound_ms) {
     char buf[400], vb[400] = "";
+    if (!latest_view_viable(w)) {
+      /* Not a liveness failure: the group halted as it must. */
+      sim_trace(w, T_NOTE, -1, -1, 2, 0, 0, 0, 0);
+      w->halted = 1;
+      return 1;
+    }
     describe_nodes(w, buf, sizeof buf);
     const struct smr_wire_view *lv = ref_view(w);
     if (lv) chk_describe_view(lv, vb, sizeof vb);
@@ -1114,6 +1187,7 @@ static void world_reset(struct sim_world *w, uint64_t seed) {
     n->inc = 0;
     n->amnesiac = 0;
     n->leave_requested = 0;
+    n->crash_now = 0;
     n->acc_has = 0;
     n->has_state = 0;
     n->cur_epoch = 0;
@@ -1139,6 +1213,7 @@ static void world_reset(struct sim_world *w, uint64_t seed) {
   w->liveness = 0;
   w->heal_at = w->converged_at = 0;
   w->probe_out = 0;
+  w->halted = 0;
   w->probe_id = w->probe_epoch = 0;
   w->total_down = 0;
   memset(w->faults, 0, sizeof w->faults);
