@@ -146,7 +146,7 @@ static void choose_params(struct sim_world *w) {
   p->kinds = k;
   for (int i = 0; i < F_NKINDS; i++) p->weight[i] = (uint32_t)sim_range(r, 1, 10);
   p->weight[F_TOTAL] = 1;
-  p->fault_mean_ms = p->suspect_ms * (uint32_t)sim_range(r, 1, 8) / 2;
+  p->fault_mean_ms = p->suspect_ms * (uint32_t)sim_range(r, 1, 6) / 4;
   p->reactive_pct = sim_chance(r, 50) ? (uint32_t)sim_range(r, 5, 40) : 0;
   p->mid_pml = sim_chance(r, 50) ? (uint32_t)sim_range(r, 2, 30) : 0;
   p->part_min_ms = p->suspect_ms / 2;
