@@ -81,7 +81,7 @@ static const char *durable_str(int d) {
   return d == DUR_ON ? "on" : d == DUR_OFF ? "off" : "mixed";
 }
 
-static void print_params(const struct sim_world *w) {
+void sim_print_params(const struct sim_world *w) {
   const struct sim_params *p = &w->p;
   char kinds[128];
   faults_str(p->kinds, kinds, sizeof kinds);
@@ -212,24 +212,19 @@ int main(int argc, char **argv) {
              argv[0], ULL(seed), o.members, ULL(o.steps), flist,
              durable_str(o.durable));
     sim_set_repro(repro);
-    if (o.verbose) {
-      printf("=== seed %llu\n", ULL(seed));
-      world_run(w, seed); /* params are chosen inside; print after */
-    } else {
-      world_run(w, seed);
-    }
+    if (o.verbose) printf("=== seed %llu\n", ULL(seed));
+    world_run(w, seed); /* with -v it prints the seed's params first */
     runs++;
     halted += (uint64_t)w->halted;
     steps += w->step;
     run_line(w);
-    if (o.verbose) print_params(w);
     int bad = 0;
     if (w->failed) {
       bad = 1;
       printf("VIOLATION seed=%llu step=%llu t=%llums invariant=%d (%s): %s\n",
              ULL(seed), ULL(w->step), ULL(w->now), w->fail_inv,
              sim_inv_name(w->fail_inv), w->fail_msg);
-      print_params(w);
+      sim_print_params(w);
       fflush(stdout);
       sim_trace_print_tail(w, 1, o.trace_tail);
       printf("reproduce: %s\n", repro);

@@ -361,6 +361,9 @@ struct sim_world {
 
 extern struct sim_world *sim_w; /* the one world, for the signal handler */
 
+/* main.c: prints the parameters a seed chose. */
+void sim_print_params(const struct sim_world *w);
+
 /* ------------------------------------------------------------------------
  * trace.c
  * ---------------------------------------------------------------------- */

@@ -1232,6 +1232,7 @@ static void world_reset(struct sim_world *w, uint64_t seed) {
 int world_run(struct sim_world *w, uint64_t seed) {
   world_reset(w, seed);
   sim_w = w;
+  if (w->opts->verbose) sim_print_params(w);
   /* The bootstrap members start within two heartbeats of each other. */
   for (int i = 0; i < w->n_boot; i++) {
     struct sim_node *n = w->nodes[i];
