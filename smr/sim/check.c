@@ -240,7 +240,7 @@ void chk_deliver(struct sim_world *w, struct sim_node *n,
 
   /* The epoch it was delivered in. */
   if (epoch != 0) {
-    if (epoch != n->cur_epoch) {
+    if (epoch != n->cur_epoch && epoch != n->own_epoch) {
       sim_fail(w, INV_VSYNC,
                "%s delivered pos %llu in epoch %llu, but its last view is %llu",
                n->id, ULL(pos), ULL(epoch), ULL(n->cur_epoch));
@@ -517,6 +517,7 @@ void chk_persisted_view(struct sim_world *w, struct sim_node *n,
              n->id, ULL(v->epoch), v->n);
     return;
   }
+  if (v->epoch > n->own_epoch) n->own_epoch = v->epoch;
   const struct chk_view *cv = chk_get_view(w, v->epoch);
   if (!cv) {
     define_view(w, n, v);

@@ -199,6 +199,8 @@ struct sim_node {
   uint32_t img_got;
   uint8_t img[SIM_IMG_SIZE];
   uint64_t cur_epoch; /* last VIEW event (this incarnation) */
+  uint64_t own_epoch; /* last view persisted: installed, or adopted (a
+                         restarted member taking over a decided view) */
   uint32_t cur_rank;
   int needs_state;
   int amnesiac;       /* started without state and not yet in a view */

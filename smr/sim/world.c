@@ -318,7 +318,7 @@ static void node_start(struct sim_world *w, struct sim_node *n, int from_disk) {
   int restore = from_disk && n->disk.has_view;
   n->inc++;
   n->life = L_UP;
-  n->cur_epoch = 0;
+  n->cur_epoch = n->own_epoch = 0;
   n->cur_rank = 0;
   n->needs_state = 0;
   n->restoring = 0;
@@ -340,7 +340,7 @@ static void node_start(struct sim_world *w, struct sim_node *n, int from_disk) {
     n->has_state = 1;
     n->amnesiac = 0;
     /* Back in its last view: it may deliver that epoch's tail. */
-    n->cur_epoch = n->disk.view.epoch;
+    n->cur_epoch = n->own_epoch = n->disk.view.epoch;
     build_restore(w, n, &P);
   } else {
     disk_wipe(&n->disk);
