@@ -203,7 +203,9 @@ struct outev {
   struct smr_event ev;
   struct smr_member to;
   char sender[SMR_ID_MAX];
-  struct blob *b; /* frame, payload, view or proposal */
+  struct blob *b;   /* frame, payload, view or proposal */
+  uint64_t capture; /* VIEW: take the donor's image (at this position) */
+  int has_capture;
 };
 
 /* ------------------------------------------------------------------------
@@ -329,9 +331,11 @@ struct smr_core {
   struct smr_wire_view target; /* JOINING: the view we ask to enter */
   uint64_t last_join_sent;
   uint64_t last_hello;
+  uint64_t last_advert; /* leader: last VIEWINFO to outside bootstrap members */
 
   /* State transfer. */
   void *snap;               /* donor: image at the boundary */
+  int snap_failed;          /* donor: the source could not capture it */
   struct xfer xf[SMR_MAX_MEMBERS];
   int restoring;            /* receiving: restore begun */
   uint64_t restored;        /* receiving: snapshot bytes so far */
@@ -397,12 +401,27 @@ static struct outev *out_push(struct smr_core *c, enum smr_event_type t) {
   return o;
 }
 
+static void xfer_pump(struct smr_core *c);
+
 int smr_core_poll(struct smr_core *c, struct smr_event *ev) {
   if (c->out_head == c->out_n) {
     out_reset(c);
     return 0;
   }
   struct outev *o = &c->out[c->out_head++];
+  /* Every event before this one has been carried out, none after it: the
+   * service state is exactly at the view's boundary. */
+  if (o->has_capture && c->snap == NULL && !c->snap_failed &&
+      c->view.start_pos == o->capture && c->src != NULL &&
+      c->src->snap_open != NULL) {
+    if (c->src->snap_open(c->src->ctx, o->capture, &c->snap) < 0) {
+      c->snap = NULL;
+      c->snap_failed = 1;
+    } else {
+      xfer_pump(c); /* the first chunks go out after this event */
+      o = &c->out[c->out_head - 1];
+    }
+  }
   *ev = o->ev;
   switch (ev->type) {
   case SMR_EV_SEND:
@@ -430,6 +449,10 @@ int smr_core_poll(struct smr_core *c, struct smr_event *ev) {
   case SMR_EV_PERSIST_ENTRY:
     ev->u.entry.e.data = o->b->data;
     ev->u.entry.e.len = o->b->len;
+    break;
+  case SMR_EV_DROPPED:
+    ev->u.dropped.data = o->b->data;
+    ev->u.dropped.len = o->b->len;
     break;
   default:
     break;
@@ -831,6 +854,7 @@ static void xfer_reset(struct smr_core *c) {
   if (c->snap != NULL && c->src && c->src->snap_close)
     c->src->snap_close(c->src->ctx, c->snap);
   c->snap = NULL;
+  c->snap_failed = 0;
   memset(c->xf, 0, sizeof(c->xf));
 }
 
@@ -895,6 +919,18 @@ static void prune_joins(struct smr_core *c) {
 
 static void start_joining(struct smr_core *c,
                           const struct smr_wire_view *target);
+
+/* Our payloads that were sent but whose fate we cannot know any more: each
+ * is handed back with SMR_EV_DROPPED.  Those never sent stay pending. */
+static void drop_sent(struct smr_core *c) {
+  for (size_t i = 0; i < c->pend_sent; i++) {
+    struct ent e = entq_pop(&c->pend);
+    struct outev *o = out_push(c, SMR_EV_DROPPED);
+    o->b = e.b; /* the reference moves to the event */
+    c->pend_first_sseq++;
+  }
+  c->pend_sent = 0;
+}
 
 static void xfer_start(struct smr_core *c, uint32_t r, int has_state,
                        uint64_t pos, uint64_t hash);
@@ -966,16 +1002,18 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   o->ev.u.view.rank = myrank;
   o->ev.u.view.needs_state = needs;
 
-  /* Donor: capture the boundary image now, before any new delivery, and
-   * start sending to every member that needs state: a delta to a joiner
+  /* Donor: the boundary image is captured when this VIEW event is polled
+   * (before any delivery of the new view reaches the service); sending
+   * starts now to every member that needs state: a delta to a joiner
    * whose request told us its position, the snapshot otherwise. */
   if (!needs && donor_of(nv) == myrank && c->src != NULL) {
     int any = 0;
     for (uint32_t r = 0; r < nv->n; r++)
       if (nv->m[r].flags & SMR_MEMBER_NEEDS_STATE) any = 1;
-    if (any && c->src->snap_open != NULL &&
-        c->src->snap_open(c->src->ctx, c->pos, &c->snap) < 0)
-      c->snap = NULL;
+    if (any) {
+      o->has_capture = 1;
+      o->capture = c->pos;
+    }
     for (uint32_t r = 0; any && r < nv->n; r++) {
       if (!(nv->m[r].flags & SMR_MEMBER_NEEDS_STATE)) continue;
       const struct joinreq *j = NULL;
@@ -1014,7 +1052,7 @@ static int trim_reaches(const struct smr_core *c,
   return pos == v->next.start_pos && hash == v->next.start_hash;
 }
 
-static int decision_plausible(const struct smr_core *c,
+static __attribute__((unused)) int decision_plausible(const struct smr_core *c,
                               const struct smr_wire_proposal *v,
                               uint32_t r) {
   if (c->st == SMR_ST_JOINING || r == NO_RANK ||
@@ -1067,7 +1105,8 @@ static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
       v->trim <= c->received)
     deliver_upto(c, v->trim);
   if (c->leaving) {
-    entq_clear(&c->pend);
+    c->pend_sent = c->pend.n;
+    drop_sent(c);
     reset_view_state(c);
     c->st = SMR_ST_LEFT;
     c->rank = NO_RANK;
@@ -1111,8 +1150,7 @@ static void start_joining(struct smr_core *c,
   /* The group treats us as failed: what we sent and did not see delivered
    * may or may not have been delivered, so it is dropped (its senders'
    * clients retry); what we never sent is kept for the next view. */
-  for (size_t i = 0; i < c->pend_sent; i++) blob_unref(entq_pop(&c->pend).b);
-  c->pend_sent = 0;
+  drop_sent(c);
   struct entq keep = c->pend;
   memset(&c->pend, 0, sizeof(c->pend));
   reset_view_state(c);
@@ -1673,7 +1711,9 @@ static void xfer_start(struct smr_core *c, uint32_t r, int has_state,
       x->next = x->acked = pos + 1;
     }
   }
-  if (!x->delta && c->snap == NULL) return; /* nothing we can send */
+  if (!x->delta && (c->snap_failed || c->src == NULL ||
+                    c->src->snap_read == NULL))
+    return; /* nothing we can send */
   x->active = 1;
 }
 
@@ -1712,6 +1752,7 @@ static void xfer_pump(struct smr_core *c) {
           continue;
         }
       } else {
+        if (c->snap == NULL) break; /* not captured yet (or failed) */
         if (c->xfer_chunk > c->scratch_cap) {
           c->scratch = realloc(c->scratch, c->xfer_chunk);
           if (c->scratch == NULL) abort();
@@ -1898,8 +1939,7 @@ static int can_adopt(const struct smr_core *c, const struct smr_wire_view *v,
 
 static void adopt_view(struct smr_core *c, const struct smr_wire_view *v,
                        uint32_t r) {
-  for (size_t i = 0; i < c->pend_sent; i++) blob_unref(entq_pop(&c->pend).b);
-  c->pend_sent = 0;
+  drop_sent(c);
   struct entq keep = c->pend;
   memset(&c->pend, 0, sizeof(c->pend));
   reset_view_state(c);
@@ -1924,6 +1964,18 @@ static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
     return;
   }
   uint32_t me = rank_of(v, c->self.id);
+  /* Every view a member tells about was decided (it installed it, or
+   * adopted it from a decision).  The view right after ours tells its
+   * trim, too: it starts where the old view's delivery ended. */
+  if (c->st != SMR_ST_JOINING && c->st != SMR_ST_LEFT &&
+      v->epoch == c->view.epoch + 1 && v->start_pos >= c->view.start_pos) {
+    struct smr_wire_proposal p;
+    memset(&p, 0, sizeof(p));
+    p.next = *v;
+    p.trim = v->start_pos - c->view.start_pos;
+    learn(c, &p);
+    return;
+  }
   if ((c->st == SMR_ST_JOINING || c->st == SMR_ST_RECOVERING) &&
       can_adopt(c, v, me)) {
     adopt_view(c, v, me);
@@ -2166,6 +2218,15 @@ void smr_core_tick(struct smr_core *c, uint64_t now) {
       if (r != c->rank && c->now >= c->peers[r].last_sent + c->heartbeat_ms)
         due = 1;
     if (due) send_heartbeat_all(c);
+    /* The leader tells configured members outside the view where the
+     * group is, so that they find it even if it moved to other hosts. */
+    if (c->rank == 0 && c->st == SMR_ST_NORMAL &&
+        c->now >= c->last_advert + 4ull * c->suspect_ms) {
+      c->last_advert = c->now;
+      for (uint32_t i = 0; i < c->n_boot; i++)
+        if (rank_of(&c->view, c->boot[i].id) == NO_RANK)
+          send_viewinfo(c, &c->boot[i]);
+    }
     /* A state transfer that went quiet: ask again. */
     if (!c->caught_up && c->now >= c->xfer_heard + c->suspect_ms &&
         c->now >= c->last_xfer_req + c->suspect_ms)
@@ -2210,6 +2271,8 @@ uint64_t smr_core_next_deadline(const struct smr_core *c) {
       if (!(c->suspects & (1u << r)))
         AT(c->peers[r].last_heard + c->suspect_ms + 1);
     }
+    if (c->rank == 0 && c->st == SMR_ST_NORMAL)
+      AT(c->last_advert + 4ull * c->suspect_ms);
     if (!c->caught_up) {
       uint64_t a = c->xfer_heard + c->suspect_ms;
       uint64_t b = c->last_xfer_req + c->suspect_ms;
@@ -2345,7 +2408,7 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     return cfg_error(err, errlen, "batch, window and chunk sizes must be > 0");
   const struct smr_core_persisted *p = cfg->restore;
   if (p != NULL) {
-    if (p->view.epoch == 0 || p->view.n == 0 || p->view.n > SMR_MAX_MEMBERS)
+    if (p->view.n == 0 || p->view.n > SMR_MAX_MEMBERS)
       return cfg_error(err, errlen, "persisted view is not valid");
     if (rank_of(&p->view, cfg->self.id) == NO_RANK)
       return cfg_error(err, errlen, "persisted view does not contain us");
@@ -2393,7 +2456,9 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     c->pos = p->pos;
     c->hash = p->hash;
     c->caught_up = p->pos >= p->view.start_pos &&
-                   !(p->view.m[c->rank].flags & SMR_MEMBER_NEEDS_STATE);
+                   !(p->view.m[c->rank].flags & SMR_MEMBER_NEEDS_STATE) &&
+                   (p->pos != p->view.start_pos ||
+                    p->hash == p->view.start_hash);
     if (c->caught_up) c->delivered = p->pos - p->view.start_pos;
     if (c->caught_up && c->delivered > p->n_entries) {
       free(c);
@@ -2428,6 +2493,13 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     c->caught_up = 1;
     /* A process that lost its memory must not vote in epoch 0 again. */
     c->acceptor_ok = c->rank != NO_RANK && cfg->self.incarnation == 1;
+    /* With a disk, even epoch 0's votes are kept: the placeholder view is
+     * persisted first, so a restart finds its acceptor state. */
+    if (c->acceptor_ok && cfg->durable) {
+      struct outev *o = out_push(c, SMR_EV_PERSIST_VIEW);
+      o->b = blob_new(&v, sizeof(v));
+      o->ev.u.view.rank = c->rank;
+    }
   }
   c->now = 0;
   c->created_at = 0;
@@ -2472,6 +2544,8 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st) {
   st->suspicions = c->suspicions;
   st->pending = (uint32_t)c->pend.n;
   st->suspects = c->suspects;
+  st->leaving = c->leaving;
+  st->refused = c->refused;
 }
 
 const char *smr_core_state_name(enum smr_core_state s) {

@@ -52,8 +52,11 @@ struct smr_core_source {
   /* The delivered message at pos; -ENOENT if no longer retained.  data
    * stays valid until the next call. */
   int (*log_read)(void *ctx, uint64_t pos, struct smr_log_entry *e);
-  /* Captures the service state as of now, which is position pos (the
-   * view boundary), as an image that later deliveries do not change. */
+  /* Captures the service state at position pos (a view boundary) as an
+   * image that later deliveries do not change.  It is called from inside
+   * smr_core_poll(), as the VIEW event of that boundary is handed out:
+   * every earlier event has been carried out and no later one, so the
+   * service state is then exactly at pos. */
   int (*snap_open)(void *ctx, uint64_t pos, void **snap);
   /* Reads up to len bytes of the image at offset off; 0 at its end. */
   long (*snap_read)(void *ctx, void *snap, uint64_t off, void *buf,
@@ -72,7 +75,9 @@ struct smr_persisted_entry {
 
 /* What a member that restarts from its own disk hands back to the core:
  * the latest PERSIST_VIEW, PERSIST_ACCEPTOR and PERSIST_ENTRY records, and
- * the position its service state was restored to. */
+ * the position its service state was restored to.  (A durable member of a
+ * group that has not formed yet persists epoch 0's placeholder view, the
+ * configured member list, so that its votes in epoch 0 survive too.) */
 struct smr_core_persisted {
   struct smr_wire_view view; /* last installed view */
   uint64_t pos, hash;        /* service state restored to this position */
@@ -111,7 +116,8 @@ enum smr_event_type {
   SMR_EV_EXCLUDED,      /* the group went on without us: rejoining.  Our
                            submissions that were sent but not delivered
                            are dropped (the group treats us as failed, so
-                           they may or may not have been delivered); those
+                           they may or may not have been delivered) and
+                           each is handed back with SMR_EV_DROPPED; those
                            never sent are kept for the next view */
   SMR_EV_LEFT,          /* a graceful leave completed */
   SMR_EV_RESTORE_BEGIN, /* restore: drop the service state; image follows */
@@ -126,7 +132,10 @@ enum smr_event_type {
                            that view, needs_state telling whether its
                            service state is the view's starting state) */
   SMR_EV_PERSIST_ACCEPTOR, /* persist: acceptor state of the epoch */
-  SMR_EV_PERSIST_ENTRY  /* persist: a received multicast of the epoch */
+  SMR_EV_PERSIST_ENTRY, /* persist: a received multicast of the epoch */
+  SMR_EV_DROPPED        /* dropped: one of our submissions whose fate is
+                           unknown (we were excluded, or left) and that
+                           will not be sent again; its data follows */
 };
 
 struct smr_event {
@@ -167,6 +176,10 @@ struct smr_event {
       uint64_t epoch;
       struct smr_persisted_entry e;
     } entry;
+    struct {
+      const uint8_t *data;
+      size_t len;
+    } dropped;
   } u;
 };
 
@@ -189,6 +202,8 @@ struct smr_core_status {
   uint64_t views_installed, delivered_total, suspicions;
   uint32_t pending;                 /* local submissions not delivered */
   uint32_t suspects;                /* bitmap by rank */
+  int leaving;                      /* asked to leave, not yet out */
+  uint64_t refused;                 /* well-formed frames that made no sense */
 };
 
 /* Creates a member.  cfg and everything it points to is copied; only

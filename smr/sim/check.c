@@ -511,12 +511,14 @@ void chk_view(struct sim_world *w, struct sim_node *n,
 void chk_persisted_view(struct sim_world *w, struct sim_node *n,
                         const struct smr_wire_view *v) {
   w->checks++;
-  if (v->epoch == 0 || v->n == 0 || v->n > SMR_MAX_MEMBERS ||
-      !view_has_id(v, n->id)) {
+  if (v->n == 0 || v->n > SMR_MAX_MEMBERS || !view_has_id(v, n->id)) {
     sim_fail(w, INV_VIEWS, "%s persisted a malformed view (epoch %llu, n=%u)",
              n->id, ULL(v->epoch), v->n);
     return;
   }
+  /* Epoch 0 is the configured member list, persisted by a durable member
+   * before the group forms so that its votes survive a restart. */
+  if (v->epoch == 0) return;
   if (v->epoch > n->own_epoch) n->own_epoch = v->epoch;
   const struct chk_view *cv = chk_get_view(w, v->epoch);
   if (!cv) {

@@ -545,6 +545,16 @@ static void drain(struct sim_world *w, struct sim_node *n) {
     case SMR_EV_PERSIST_ENTRY:
       disk_entry(w, n, &ev);
       break;
+    case SMR_EV_DROPPED: {
+      /* One of its own submissions, handed back after an exclusion. */
+      uint64_t id = 0;
+      if (!ev.u.dropped.data ||
+          payload_parse(ev.u.dropped.data, ev.u.dropped.len, &id) != 0)
+        sim_fail(w, INV_CONTRACT, "%s: DROPPED without a payload of ours",
+                 n->id);
+      sim_trace(w, T_NOTE, n->idx, -1, 0, 0, id, 0, 0);
+      break;
+    }
     default:
       sim_fail(w, INV_CONTRACT, "%s: unknown event type %d", n->id,
                (int)ev.type);
