@@ -362,8 +362,9 @@ static void define_view(struct sim_world *w, struct sim_node *n,
       kept++;
     } else {
       int k = node_by_id(w, ref->m[i].id);
-      if (k >= 0 && w->nodes[k]->leave_requested &&
-          w->nodes[k]->inc == ref->m[i].incarnation)
+      /* The process in the view asked to leave (it may have restarted
+       * since: the others honoured its request all the same). */
+      if (k >= 0 && w->nodes[k]->leave_inc == ref->m[i].incarnation)
         leavers++;
     }
   }

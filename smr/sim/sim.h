@@ -205,6 +205,7 @@ struct sim_node {
   int needs_state;
   int amnesiac;       /* started without state and not yet in a view */
   int leave_requested, left;
+  uint64_t leave_inc; /* incarnation that last asked to leave (kept across restarts) */
   int crash_now; /* dies before carrying out its remaining outputs */
   int quorum_lost;
   uint64_t views_seen, delivers_seen;

@@ -842,6 +842,7 @@ static void fault_leave(struct sim_world *w) {
   sim_trace(w, T_LEAVE, k, -1, -rc, 0, 0, 0, 0);
   if (rc == 0) {
     n->leave_requested = 1;
+    n->leave_inc = n->inc;
     w->faults[F_LEAVE]++;
   } else if (rc != -EAGAIN && rc != -ENOTCONN && rc != -EINPROGRESS &&
              rc != -EALREADY) {
