@@ -823,7 +823,11 @@ static void member_for(const struct smr_core *c, const struct smr_wire_hdr *h,
  * decision out of its epoch, or our view), at most once per heartbeat
  * interval per member. */
 static void help_straggler(struct smr_core *c, const struct smr_wire_hdr *h) {
-  if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED) return;
+  /* A recovering member's view was decided too (it installed or adopted
+   * it), so it can tell: after a crash it may be the only one who knows. */
+  if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED &&
+      !(c->st == SMR_ST_RECOVERING && c->view.epoch > 0))
+    return;
   uint32_t r = rank_of(&c->view, h->from);
   /* A member of our view that has not installed it yet is alive, only
    * late: for a while that counts as hearing from it, so that one slow
@@ -2455,17 +2459,25 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     c->svc_valid = 1;
     c->pos = p->pos;
     c->hash = p->hash;
-    c->caught_up = p->pos >= p->view.start_pos &&
-                   !(p->view.m[c->rank].flags & SMR_MEMBER_NEEDS_STATE) &&
-                   (p->pos != p->view.start_pos ||
-                    p->hash == p->view.start_hash);
-    if (c->caught_up) c->delivered = p->pos - p->view.start_pos;
-    if (c->caught_up && c->delivered > p->n_entries) {
-      free(c);
-      return cfg_error(err, errlen,
-                       "state at position %llu is past the persisted log",
-                       (unsigned long long)p->pos);
+    /* The service state is this view's if the view's start, followed by
+     * the persisted entries it delivered, leads exactly to it.  (The view's
+     * NEEDS_STATE flag says nothing now: the state may have arrived since.) */
+    c->caught_up = 0;
+    if (p->pos >= p->view.start_pos) {
+      uint64_t d = p->pos - p->view.start_pos;
+      if (d > p->n_entries) {
+        free(c);
+        return cfg_error(err, errlen,
+                         "state at position %llu is past the persisted log",
+                         (unsigned long long)p->pos);
+      }
+      uint64_t h = p->view.start_hash;
+      for (uint64_t i = 0; i < d; i++)
+        h = smr_chain_hash(h, p->view.start_pos + i + 1, p->entries[i].data,
+                           p->entries[i].len);
+      c->caught_up = h == p->hash;
     }
+    if (c->caught_up) c->delivered = p->pos - p->view.start_pos;
     for (uint32_t i = 0; i < p->n_entries; i++) {
       c->received = p->entries[i].seq;
       if (c->caught_up && p->entries[i].seq <= c->delivered) continue;
