@@ -408,6 +408,7 @@ static uint64_t settle(int n, const int *idx, uint32_t members) {
   return 0;
 }
 
+__attribute__((format(printf, 2, 3)))
 static void submit(int i, const char *fmt, ...) {
   char buf[64];
   va_list ap;
