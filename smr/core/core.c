@@ -332,6 +332,8 @@ struct smr_core {
   uint64_t last_join_sent;
   uint64_t last_hello;
   uint64_t last_advert; /* leader: last VIEWINFO to outside bootstrap members */
+  uint64_t last_relay;  /* joining: last DECIDE relayed to the old view */
+  uint64_t last_nudge;  /* last HELLO to a member ahead of us */
 
   /* State transfer. */
   void *snap;               /* donor: image at the boundary */
@@ -1076,6 +1078,12 @@ static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
   if (c->st == SMR_ST_JOINING ? v->next.epoch <= c->view.epoch
                               : v->next.epoch != c->view.epoch + 1)
     return;
+  /* The next view starts where the trim ends the old one. */
+  if (c->st != SMR_ST_JOINING &&
+      v->next.start_pos != c->view.start_pos + v->trim) {
+    c->refused++;
+    return;
+  }
   uint32_t r = rank_of(&v->next, c->self.id);
   if (r != NO_RANK && v->next.m[r].incarnation != c->self.incarnation) {
     /* The view has an earlier process of ours, which died before it
@@ -1118,6 +1126,10 @@ static void learn(struct smr_core *c, const struct smr_wire_proposal *v) {
     out_push(c, SMR_EV_LEFT);
     return;
   }
+  /* Keep the decision: members of the old view that missed it may learn
+   * it from us (we may be the only one left who knows it). */
+  c->has_last = 1;
+  c->last = *v;
   out_push(c, SMR_EV_EXCLUDED);
   start_joining(c, &v->next);
 }
@@ -1995,6 +2007,7 @@ static void on_viewinfo(struct smr_core *c, const struct smr_wire_msg *m) {
       memset(&p, 0, sizeof(p));
       p.next = *v;
       install(c, &p, r);
+      c->has_last = 0; /* we do not know its trim: never pass it on */
       return;
     }
     if (v->epoch > c->target.epoch) {
@@ -2044,6 +2057,8 @@ static void on_hello(struct smr_core *c, const struct smr_wire_hdr *h,
   }
 }
 
+static void send_hello_to(struct smr_core *c, const struct smr_member *to);
+
 int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
                   size_t len) {
   struct smr_wire_hdr h;
@@ -2073,14 +2088,35 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
   default:
     break;
   }
-  if (c->st == SMR_ST_JOINING) goto done;
+  if (c->st == SMR_ST_JOINING) {
+    /* A member of the view we were excluded from, still in it. */
+    if (c->has_last && h.epoch + 1 == c->last.next.epoch &&
+        c->now >= c->last_relay + c->heartbeat_ms) {
+      struct smr_member to;
+      c->last_relay = c->now;
+      member_for(c, &h, &to);
+      send_decide(c, &to, &c->last);
+    }
+    goto done;
+  }
 
   uint32_t from = rank_of(&c->view, h.from);
   if (h.epoch < c->view.epoch) {
     help_straggler(c, &h);
     goto done;
   }
-  if (h.epoch > c->view.epoch || from == NO_RANK) goto done;
+  if (h.epoch > c->view.epoch) {
+    /* We are behind: say so (a HELLO is answered with the sender's view,
+     * which for the next epoch is its decision). */
+    if (c->now >= c->last_nudge + c->heartbeat_ms) {
+      struct smr_member to;
+      c->last_nudge = c->now;
+      member_for(c, &h, &to);
+      send_hello_to(c, &to);
+    }
+    goto done;
+  }
+  if (from == NO_RANK) goto done;
   struct peer *p = peer_of(c, from);
   /* Incarnations: frames of an older process than the newest we heard are
    * leftovers; a newer process than the view's means the member restarted
@@ -2175,13 +2211,25 @@ done:
  * Time
  * --------------------------------------------------------------------- */
 
-static void send_hello(struct smr_core *c) {
-  c->last_hello = c->now;
+static struct blob *hello_frame(struct smr_core *c) {
   struct smr_wire_msg m;
   memset(&m, 0, sizeof(m));
-  m.u.hello.flags = (c->acceptor_ok ? SMR_HELLO_RECOVERING : 0) |
-                    (c->caught_up ? 0 : SMR_HELLO_NO_STATE);
-  struct blob *b = frame(c, SMR_MSG_HELLO, c->view.epoch, &m);
+  m.u.hello.flags =
+      (c->acceptor_ok && c->st == SMR_ST_RECOVERING ? SMR_HELLO_RECOVERING
+                                                     : 0) |
+      (c->caught_up ? 0 : SMR_HELLO_NO_STATE);
+  return frame(c, SMR_MSG_HELLO, c->view.epoch, &m);
+}
+
+static void send_hello_to(struct smr_core *c, const struct smr_member *to) {
+  struct blob *b = hello_frame(c);
+  send_blob(c, to, b);
+  blob_unref(b);
+}
+
+static void send_hello(struct smr_core *c) {
+  c->last_hello = c->now;
+  struct blob *b = hello_frame(c);
   uint32_t sent = 0; /* bootstrap members already covered by the view */
   for (uint32_t r = 0; r < c->view.n; r++) {
     if (r == c->rank) continue;

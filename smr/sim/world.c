@@ -660,6 +660,20 @@ static int budget_ok(const struct sim_world *w, uint32_t extra) {
         !view_ok(w, &x->acc_next, bad_mask, 0))
       return 0;
   }
+  /* Without disks, a member still in an older view (it missed a decision)
+   * catches up only from a live member that knows the decision, or through
+   * its own view's consensus: that view keeps its majority too. */
+  if (!w->p.durable) {
+    for (int k = 0; k < w->n_nodes; k++) {
+      const struct sim_node *x = w->nodes[k];
+      if (x->life != L_UP || !x->core || (extra & (1u << k))) continue;
+      struct smr_core_status st;
+      smr_core_status(x->core, &st);
+      if ((st.state == SMR_ST_NORMAL || st.state == SMR_ST_WEDGED) &&
+          st.view->epoch < w->max_epoch && !view_ok(w, st.view, bad_mask, 0))
+        return 0;
+    }
+  }
   return 1;
 }
 
