@@ -224,6 +224,8 @@ struct peer {
   int leaving;
   uint64_t exp_sseq;  /* leader: next SUBMIT sequence expected */
   uint64_t inc_seen;  /* newest incarnation heard from */
+  uint64_t acked_at;  /* leader: when its receipt last advanced */
+  uint64_t retx_at;   /* leader: when we last sent it entries again */
 };
 
 struct promise {
@@ -334,6 +336,7 @@ struct smr_core {
   uint64_t last_advert; /* leader: last VIEWINFO to outside bootstrap members */
   uint64_t last_relay;  /* joining: last DECIDE relayed to the old view */
   uint64_t last_nudge;  /* last HELLO to a member ahead of us */
+  uint64_t submitted_at; /* member: when we last sent a SUBMIT */
 
   /* State transfer. */
   void *snap;               /* donor: image at the boundary */
@@ -1564,10 +1567,9 @@ static void on_submit(struct smr_core *c, uint32_t from,
   struct smr_wire_entry e;
   while (smr_wire_entries_next(&it, &e)) {
     if (e.sender_seq < p->exp_sseq) continue; /* duplicate */
-    if (e.sender_seq > p->exp_sseq) {         /* lost frames */
-      suspect(c, from);
-      return;
-    }
+    /* Frames were lost (or arrived before we installed the view): the
+     * sender submits them again when it sees they were not ordered. */
+    if (e.sender_seq > p->exp_sseq) return;
     p->exp_sseq++;
     struct ent q = {.sender = (uint8_t)from, .sender_seq = e.sender_seq,
                     .b = blob_new(e.data, e.len)};
@@ -1582,10 +1584,9 @@ static void on_order(struct smr_core *c, uint32_t from,
   uint64_t seq = m->u.order.first_seq;
   struct smr_wire_entries it = m->u.order.it;
   struct smr_wire_entry e;
-  if (seq > c->received + 1) { /* lost frames */
-    suspect(c, from);
-    return;
-  }
+  /* Frames were lost, or came before we installed the view: the leader
+   * sends them again when our acknowledgement does not move. */
+  if (seq > c->received + 1) return;
   while (smr_wire_entries_next(&it, &e)) {
     if (seq <= c->received) {
       seq++;
@@ -1619,6 +1620,9 @@ static void on_order(struct smr_core *c, uint32_t from,
   struct peer *p = peer_of(c, from);
   if (seq - 1 > p->received) p->received = seq - 1;
 }
+
+static void send_order(struct smr_core *c, int to, uint64_t first,
+                       const struct smr_wire_entry *we, size_t cnt);
 
 /* Leader: assigns sequence numbers to queued entries, one ORDER per batch. */
 static void leader_order(struct smr_core *c) {
@@ -1655,15 +1659,8 @@ static void leader_order(struct smr_core *c) {
       c->received = seq;
       persist_entry(c, seq, &q);
     }
-    struct smr_wire_msg m;
-    memset(&m, 0, sizeof(m));
-    m.u.order.first_seq = first;
-    m.u.order.entries = we;
-    m.u.order.count = (uint32_t)cnt;
-    struct blob *b = frame(c, SMR_MSG_ORDER, c->view.epoch, &m);
+    send_order(c, -1, first, we, cnt);
     free(we);
-    send_to_all(c, b);
-    blob_unref(b);
   }
 }
 
@@ -1694,7 +1691,82 @@ static void member_submit(struct smr_core *c) {
     send_to_rank(c, 0, b);
     blob_unref(b);
     c->pend_sent += cnt;
+    c->submitted_at = c->now;
   }
+}
+
+/* ------------------------------------------------------------------------
+ * Repair: sending again what a peer evidently did not get
+ *
+ * Links are FIFO, but a reconnect loses frames, and a member that installs
+ * a view late drops the frames of that view that came first.  Rather than
+ * turn every such gap into a view change, the leader sends the entries a
+ * member has not acknowledged again (it still holds all of them: nothing
+ * past the slowest member's receipt is delivered), and a member submits
+ * again what the leader has not ordered.  Duplicates are dropped by
+ * sequence number on both sides.
+ * --------------------------------------------------------------------- */
+
+static void send_order(struct smr_core *c, int to, uint64_t first,
+                       const struct smr_wire_entry *we, size_t cnt) {
+  struct smr_wire_msg m;
+  memset(&m, 0, sizeof(m));
+  m.u.order.first_seq = first;
+  m.u.order.entries = we;
+  m.u.order.count = (uint32_t)cnt;
+  struct blob *b = frame(c, SMR_MSG_ORDER, c->view.epoch, &m);
+  if (to < 0)
+    send_to_all(c, b);
+  else
+    send_to_rank(c, (uint32_t)to, b);
+  blob_unref(b);
+}
+
+static void leader_repair(struct smr_core *c) {
+  uint64_t quiet = 3ull * c->heartbeat_ms;
+  for (uint32_t r = 0; r < c->view.n; r++) {
+    struct peer *p = &c->peers[r];
+    if (r == c->rank || p->received >= c->received) continue;
+    if (c->now < p->acked_at + quiet || c->now < p->retx_at + quiet) continue;
+    if (NEVER(p->received < c->delivered)) continue;
+    p->retx_at = c->now;
+    /* Entries p->received+1 .. received are rbuf[p->received-delivered..]. */
+    size_t i = (size_t)(p->received - c->delivered);
+    uint64_t seq = p->received + 1;
+    while (i < c->rbuf.n) {
+      size_t cnt = 0, bytes = 0;
+      while (i + cnt < c->rbuf.n) {
+        size_t l = entq_at(&c->rbuf, i + cnt)->b->len;
+        if (cnt > 0 && bytes + l > c->max_batch_bytes) break;
+        bytes += l;
+        cnt++;
+      }
+      struct smr_wire_entry *we = calloc(cnt, sizeof(*we));
+      if (we == NULL) abort();
+      for (size_t k = 0; k < cnt; k++) {
+        const struct ent *e = entq_at(&c->rbuf, i + k);
+        we[k].sender = e->sender;
+        we[k].sender_seq = e->sender_seq;
+        we[k].len = e->b->len;
+        we[k].data = e->b->data;
+      }
+      send_order(c, (int)r, seq, we, cnt);
+      free(we);
+      i += cnt;
+      seq += cnt;
+    }
+  }
+}
+
+static void member_repair(struct smr_core *c) {
+  uint64_t first_unordered = c->own_ordered;
+  uint64_t end = c->pend_first_sseq + c->pend_sent;
+  if (first_unordered >= end) return;
+  if (c->now < c->submitted_at + 4ull * c->heartbeat_ms) return;
+  if (NEVER(first_unordered < c->pend_first_sseq)) return;
+  /* Send the unordered ones again, as if they had never been sent. */
+  c->pend_sent = (size_t)(first_unordered - c->pend_first_sseq);
+  member_submit(c);
 }
 
 /* ------------------------------------------------------------------------
@@ -1919,7 +1991,10 @@ static void on_xfer(struct smr_core *c, uint32_t from,
 static void on_heartbeat(struct smr_core *c, uint32_t from,
                          const struct smr_wire_msg *m) {
   struct peer *p = peer_of(c, from);
-  if (m->u.hb.received > p->received) p->received = m->u.hb.received;
+  if (m->u.hb.received > p->received) {
+    p->received = m->u.hb.received;
+    p->acked_at = c->now;
+  }
   p->delivered = m->u.hb.delivered;
   p->flags = m->u.hb.flags;
   p->suspects = m->u.hb.suspects;
@@ -2270,6 +2345,12 @@ void smr_core_tick(struct smr_core *c, uint64_t now) {
       if (r != c->rank && c->now >= c->peers[r].last_sent + c->heartbeat_ms)
         due = 1;
     if (due) send_heartbeat_all(c);
+    if (c->st == SMR_ST_NORMAL) {
+      if (c->rank == 0)
+        leader_repair(c);
+      else
+        member_repair(c);
+    }
     /* The leader tells configured members outside the view where the
      * group is, so that they find it even if it moved to other hosts. */
     if (c->rank == 0 && c->st == SMR_ST_NORMAL &&
