@@ -1254,18 +1254,23 @@ static int need_change(const struct smr_core *c) {
 }
 
 /* Are we the member that should run the change? */
+/* Could rank r run a view change, as far as we know? */
+static int could_lead(const struct smr_core *c, uint32_t r) {
+  return !(c->suspects & (1u << r)) && !(c->peers[r].flags & HB_NO_STATE) &&
+         !c->peers[r].leaving;
+}
+
+/* Are we the member that should run the change?  The lowest-ranked one
+ * that could; a member that is leaving only if nobody else could. */
 static int am_proposer(const struct smr_core *c) {
-  if (c->rank == NO_RANK || !c->caught_up || c->leaving) return 0;
+  if (c->rank == NO_RANK || !c->caught_up) return 0;
   if (c->st == SMR_ST_RECOVERING) {
     if (!c->acceptor_ok) return 0;
     if (c->alive_at != 0 && c->now < c->alive_at + c->suspect_ms) return 0;
   }
-  for (uint32_t r = 0; r < c->rank; r++) {
-    if (c->suspects & (1u << r)) continue;
-    if (c->peers[r].flags & HB_NO_STATE) continue;
-    if (c->peers[r].leaving) continue;
-    return 0;
-  }
+  uint32_t upto = c->leaving ? c->view.n : c->rank;
+  for (uint32_t r = 0; r < upto; r++)
+    if (r != c->rank && could_lead(c, r)) return 0;
   return 1;
 }
 
@@ -1335,12 +1340,16 @@ static int build_value(struct smr_core *c, struct smr_wire_proposal *v) {
   if (popcount32(cont) < need) cont = promised & ~leaving;
   if (popcount32(cont) < need) return 0;
   if ((cont & ~stateless) == 0) return 0;
-  if (NEVER(!(cont & (1u << c->rank)))) return 0;
+  /* We are in it, unless we are leaving (then nobody else could lead). */
+  if (NEVER(!(cont & (1u << c->rank)) && !c->leaving)) return 0;
 
   memset(v, 0, sizeof(*v));
-  uint64_t trim = UINT64_MAX;
+  /* Our own report bounds the trim as well, so that our buffer reaches
+   * it (a leaving proposer is not among the continuing members). */
+  uint64_t trim = c->received;
 #ifdef SMR_PLANTED_BUG_TRIM
   trim = 0; /* planted: the maximum instead of the minimum */
+  (void)c->received;
   for (uint32_t r = 0; r < c->view.n; r++)
     if ((cont & (1u << r)) && c->prom[r].received > trim)
       trim = c->prom[r].received;
@@ -1409,7 +1418,7 @@ static void on_accept(struct smr_core *c, uint32_t from, uint64_t ballot,
  * promised (and that is a majority), or when the wait ran out. */
 static void proposer_progress(struct smr_core *c) {
   if (c->phase != 1) return;
-  if (c->leaving) { /* asked to leave meanwhile: the next rank proposes */
+  if (!am_proposer(c)) { /* e.g. asked to leave: the next rank proposes */
     c->phase = 0;
     return;
   }
