@@ -669,6 +669,7 @@ static void deliver_ent(struct smr_core *c, uint64_t seq, struct ent *e) {
   smr_assert(e->sender < c->view.n);
   memcpy(o->sender, c->view.m[e->sender].id, SMR_ID_MAX);
   o->b = blob_ref(e->b);
+  o->ev.u.deliver.own = e->mine;
   /* Our own payload: it is no longer pending.  (Entries restored from
    * the disk of an earlier process of ours are not "mine".) */
   if (e->mine && ALWAYS(c->pend.n > 0) &&

@@ -154,6 +154,7 @@ struct smr_event {
       const char *sender;
       const uint8_t *data;
       size_t len;
+      int own; /* one of this process's submissions, in submission order */
     } deliver;
     struct {
       const struct smr_wire_view *view;
