@@ -2642,6 +2642,8 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     set_view(c, &v, rank_of(&v, cfg->self.id));
     c->svc_valid = 1; /* the empty state is the state at position 0 */
     c->caught_up = 1;
+    c->pos = cfg->state_pos;
+    c->hash = cfg->state_hash;
     /* A process that lost its memory must not vote in epoch 0 again. */
     c->acceptor_ok = c->rank != NO_RANK && cfg->self.incarnation == 1;
     /* With a disk, even epoch 0's votes are kept: the placeholder view is

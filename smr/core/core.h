@@ -105,6 +105,10 @@ struct smr_core_config {
   int durable;             /* nonzero: emit PERSIST_ENTRY records */
   const struct smr_core_source *source;
   const struct smr_core_persisted *restore; /* NULL: no local state */
+  /* Without restore: the service state the member starts with, e.g. from
+   * a checkpoint (it then rejoins asking only for the delta).  0, 0 is the
+   * empty state. */
+  uint64_t state_pos, state_hash;
 };
 
 enum smr_event_type {

@@ -1,0 +1,122 @@
+/* smr.h -- libsmr: run one member of a replicated group.
+ *
+ * A program links libsmr, gives it a service (smr/service.h: a
+ * deterministic state machine that can copy its state) and an event loop
+ * (libev), and gets a member of a virtual-synchrony group:
+ *
+ *   - smr_submit() multicasts a request in total order; every member
+ *     applies it to its copy of the service once it is stable (every
+ *     member of the view has it, and with durability on, has it on disk);
+ *     the member that submitted it gets the reply through on_reply;
+ *   - membership changes arrive as on_view upcalls, before any request of
+ *     the new view is applied; the member at rank 0 is the primary;
+ *   - the member's log and checkpoints in data_dir survive restarts; a
+ *     member that restarts loads its checkpoint and replays its log, then
+ *     rejoins with only the delta; a corrupt file is refused with a clear
+ *     log line and the member recovers from the group instead.
+ *
+ * The handle is used from the loop's thread only.  Every public name
+ * starts with smr_; errors are negative errno values, and a function that
+ * returned an error calls no callback for that call. */
+#ifndef SMR_SMR_H
+#define SMR_SMR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "service.h"
+
+struct ev_loop;
+struct smr;
+
+#define SMR_LOG_ERROR 0
+#define SMR_LOG_WARN 1
+#define SMR_LOG_INFO 2
+#define SMR_LOG_DEBUG 3
+
+struct smr_member_cfg {
+  const char *id;   /* 1..31 bytes */
+  const char *addr; /* "host:port" other members reach it at */
+};
+
+/* What an on_view upcall reports. */
+struct smr_view_info {
+  uint64_t epoch;
+  uint32_t n;                   /* members */
+  const char *const *ids;       /* ids[0] is the primary */
+  const char *const *addrs;
+  uint32_t rank;                /* ours */
+  int needs_state;              /* our state is being transferred */
+};
+
+struct smr_config {
+  struct ev_loop *loop;
+  const char *group;                  /* group name */
+  const char *self_id;
+  const char *self_addr;              /* where to listen for members */
+  const struct smr_member_cfg *members; /* the configured (bootstrap) set */
+  size_t n_members;
+  const char *data_dir;
+  int durable;                        /* 1: fsync before acknowledging */
+  uint64_t checkpoint_every;          /* deliveries between checkpoints */
+  uint32_t heartbeat_ms, suspect_ms;
+  const char *tls_ca, *tls_cert, *tls_key; /* all three, or insecure */
+  int insecure;
+  const struct smr_service_ops *service;
+  void *service_ctx;
+  void *ctx;
+  void (*on_view)(void *ctx, const struct smr_view_info *v);
+  /* One of our submissions was applied (reply: the service's reply). */
+  void (*on_reply)(void *ctx, void *cookie, const uint8_t *reply,
+                   size_t len);
+  /* One of our submissions may or may not have been applied (we were
+   * excluded from the group before we could tell); its client retries. */
+  void (*on_dropped)(void *ctx, void *cookie);
+  /* Lost the majority: stop serving (and give up the VIP). */
+  void (*on_quorum_lost)(void *ctx);
+  void (*log)(void *ctx, int level, const char *line);
+};
+
+enum smr_role {
+  SMR_ROLE_NONE = 0, /* not in a view (starting, joining, left) */
+  SMR_ROLE_PRIMARY,  /* rank 0 of the current view */
+  SMR_ROLE_BACKUP,
+  SMR_ROLE_WEDGED    /* a view change is under way */
+};
+
+struct smr_status {
+  enum smr_role role;
+  const char *state;  /* "recovering", "joining", "normal", "wedged", "left" */
+  uint64_t epoch;
+  uint32_t n, rank;
+  const char *ids[16], *addrs[16];
+  int member_state[16]; /* 0 up, 1 joining (needs state), 2 suspected */
+  int quorum_lost;
+  uint64_t incarnation;
+  uint64_t applied;  /* position of the last applied request */
+  uint64_t stable;   /* sequence number stable in the view */
+  uint64_t pending;  /* our submissions not yet applied */
+  uint64_t checkpoint_pos;
+  uint8_t digest[SMR_DIGEST_LEN]; /* of the service state now */
+  uint64_t views_installed, delivered_total, suspicions, refused_frames;
+  uint64_t log_bytes, fsyncs;
+};
+
+int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
+             size_t errlen);
+void smr_close(struct smr *g);
+
+/* Multicasts a request.  Returns 0 (on_reply or on_dropped follows),
+ * -EAGAIN (too many outstanding: retry after replies), -EMSGSIZE, or
+ * -ENOTCONN (left the group). */
+int smr_submit(struct smr *g, const void *req, size_t len, void *cookie);
+
+/* Takes a checkpoint now (service image + log compaction). */
+int smr_checkpoint(struct smr *g);
+
+/* Leaves the group gracefully. */
+int smr_leave(struct smr *g);
+
+void smr_status(struct smr *g, struct smr_status *st);
+
+#endif

@@ -1,0 +1,562 @@
+/* group.c -- libsmr: one member of a group, on an event loop.
+ *
+ * DESIGN
+ * ======
+ * The protocol lives in the sans-IO core (smr/core/core.c); this file gives
+ * it a clock, a transport, a disk and a service, and carries out its
+ * outputs in order:
+ *
+ *   inputs   frames from the transport (on_frame), lost links
+ *            (on_peer_lost), timers (one ev_timer at the core's next
+ *            deadline), and smr_submit();
+ *   batching every input is fed to the core at once, but the core's batch
+ *            is closed (smr_core_flush) once per loop iteration, in an
+ *            ev_prepare watcher just before the loop blocks: everything
+ *            that arrived in one iteration is ordered in one ORDER and
+ *            acknowledged in one heartbeat;
+ *   outputs  drained after every input.  PERSIST_* records go to the
+ *            store's buffer; before the first SEND that follows records of
+ *            the batch, the store is synced (one fdatasync for the batch:
+ *            group commit), so nothing is acknowledged before it is
+ *            durable.  DELIVER applies the request to the service, logs it
+ *            (for restarts and deltas) and, for our own submissions, hands
+ *            the reply to on_reply in submission order.  VIEW, QUORUM_LOST
+ *            and DROPPED become upcalls; RESTORE_* feed the service.
+ *
+ * Our own submissions are delivered (or dropped) in the order they were
+ * submitted, so their cookies wait in a FIFO.
+ *
+ * Checkpoints are taken between deliveries every checkpoint_every
+ * deliveries and right after a state transfer (whose history our log
+ * lacks), synchronously for now. */
+#include "smr/smr.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "assert.h"
+#include "core.h"
+#include "net.h"
+#include "store.h"
+
+struct cookieq {
+  void **v;
+  size_t head, n, cap;
+};
+
+struct smr {
+  struct smr_config cfg;
+  struct ev_loop *loop;
+  struct smr_core *core;
+  struct smr_store *store;
+  struct smr_net *net;
+  ev_timer timer;
+  ev_prepare prepare;
+  struct smr_core_source src;
+  struct cookieq cookies;
+  struct smr_buf reply;
+  uint64_t incarnation;
+  uint64_t applied, hash;       /* service state position */
+  uint64_t since_checkpoint;
+  int checkpoint_due;
+  int unsynced;                 /* records written since the last sync */
+  int closing;
+  /* The current view, for upcalls and status. */
+  struct smr_wire_view view;
+  uint32_t rank;
+  int needs_state;
+  const char *ids[SMR_MAX_MEMBERS], *addrs[SMR_MAX_MEMBERS];
+  uint64_t send_dropped;
+  /* Copies of the configuration's strings. */
+  struct smr_member *boot;
+  char *group, *self_id, *self_addr, *data_dir;
+};
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * --------------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static void glog(struct smr *g, int level, const char *fmt, ...) {
+  if (g->cfg.log == NULL) return;
+  char line[700];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  g->cfg.log(g->cfg.ctx, level, line);
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int cookie_push(struct cookieq *q, void *c) {
+  if (q->head + q->n == q->cap) {
+    if (q->head > 0) {
+      memmove(q->v, q->v + q->head, q->n * sizeof(*q->v));
+      q->head = 0;
+    }
+    if (q->n == q->cap) {
+      size_t nc = q->cap ? q->cap * 2 : 256;
+      void **nv = realloc(q->v, nc * sizeof(*nv));
+      if (nv == NULL) return -ENOMEM;
+      q->v = nv;
+      q->cap = nc;
+    }
+  }
+  q->v[q->head + q->n++] = c;
+  return 0;
+}
+
+static void *cookie_pop(struct cookieq *q) {
+  if (!ALWAYS(q->n > 0)) return NULL;
+  void *c = q->v[q->head++];
+  if (--q->n == 0) q->head = 0;
+  return c;
+}
+
+/* ------------------------------------------------------------------------
+ * Carrying out the core's outputs
+ * --------------------------------------------------------------------- */
+
+static void sync_store(struct smr *g) {
+  if (!g->unsynced) return;
+  int rc = smr_store_sync(g->store);
+  if (rc < 0) {
+    /* A disk that cannot sync cannot keep our promises: stop here rather
+     * than acknowledge what is not durable. */
+    glog(g, SMR_LOG_ERROR, "log sync failed: %s; stopping", strerror(-rc));
+    abort();
+  }
+  g->unsynced = 0;
+}
+
+static void on_view_event(struct smr *g, const struct smr_event *ev) {
+  g->view = *ev->u.view.view;
+  g->rank = ev->u.view.rank;
+  g->needs_state = ev->u.view.needs_state;
+  for (uint32_t i = 0; i < g->view.n; i++) {
+    g->ids[i] = g->view.m[i].id;
+    g->addrs[i] = g->view.m[i].addr;
+  }
+  glog(g, SMR_LOG_INFO, "view %" PRIu64 ": %u members, primary %s, rank %u%s",
+       g->view.epoch, g->view.n, g->view.m[0].id, g->rank,
+       g->needs_state ? " (receiving state)" : "");
+  if (g->cfg.on_view != NULL) {
+    struct smr_view_info vi = {g->view.epoch, g->view.n, g->ids, g->addrs,
+                               g->rank, g->needs_state};
+    g->cfg.on_view(g->cfg.ctx, &vi);
+  }
+}
+
+static void deliver(struct smr *g, const struct smr_event *ev) {
+  const struct smr_service_ops *svc = g->cfg.service;
+  uint64_t pos = ev->u.deliver.pos;
+  smr_buf_reset(&g->reply);
+  int rc = svc->apply(g->cfg.service_ctx, pos, ev->u.deliver.data,
+                      ev->u.deliver.len, &g->reply);
+  if (rc < 0)
+    glog(g, SMR_LOG_WARN, "service refused the request at %" PRIu64 ": %s",
+         pos, strerror(-rc));
+  rc = smr_store_delivered(g->store, pos, ev->u.deliver.data,
+                           ev->u.deliver.len);
+  if (rc < 0) glog(g, SMR_LOG_ERROR, "log: %s", strerror(-rc));
+  g->applied = pos;
+  g->hash = ev->u.deliver.hash;
+  if (++g->since_checkpoint >= g->cfg.checkpoint_every) g->checkpoint_due = 1;
+  if (ev->u.deliver.own) {
+    void *cookie = cookie_pop(&g->cookies);
+    if (g->cfg.on_reply != NULL)
+      g->cfg.on_reply(g->cfg.ctx, cookie, g->reply.data, g->reply.len);
+  }
+}
+
+static void drain(struct smr *g) {
+  const struct smr_service_ops *svc = g->cfg.service;
+  struct smr_event ev;
+  int rc;
+  while (smr_core_poll(g->core, &ev)) {
+    switch (ev.type) {
+    case SMR_EV_SEND:
+      sync_store(g);
+      rc = smr_net_send(g->net, ev.u.send.to->id, ev.u.send.to->addr,
+                        ev.u.send.data, ev.u.send.len);
+      if (rc < 0) g->send_dropped++; /* the core repairs lost frames */
+      break;
+    case SMR_EV_DELIVER:
+      deliver(g, &ev);
+      break;
+    case SMR_EV_VIEW:
+      on_view_event(g, &ev);
+      break;
+    case SMR_EV_WEDGED:
+      glog(g, SMR_LOG_INFO, "view %" PRIu64 ": change under way",
+           g->view.epoch);
+      break;
+    case SMR_EV_QUORUM_LOST:
+      glog(g, SMR_LOG_WARN, "view %" PRIu64 ": no majority reachable; "
+           "not serving", g->view.epoch);
+      if (g->cfg.on_quorum_lost != NULL) g->cfg.on_quorum_lost(g->cfg.ctx);
+      break;
+    case SMR_EV_EXCLUDED:
+      glog(g, SMR_LOG_WARN, "the group went on without us; rejoining");
+      break;
+    case SMR_EV_LEFT:
+      glog(g, SMR_LOG_INFO, "left the group");
+      break;
+    case SMR_EV_RESTORE_BEGIN:
+      glog(g, SMR_LOG_INFO, "receiving the state at position %" PRIu64,
+           ev.u.restore.pos);
+      svc->restore_begin(g->cfg.service_ctx);
+      break;
+    case SMR_EV_RESTORE_CHUNK:
+      svc->restore_chunk(g->cfg.service_ctx, ev.u.restore.offset,
+                         ev.u.restore.data, ev.u.restore.len);
+      break;
+    case SMR_EV_RESTORE_END:
+      if (svc->restore_end(g->cfg.service_ctx) < 0)
+        glog(g, SMR_LOG_ERROR, "the service refused the transferred state");
+      g->applied = ev.u.restore.pos;
+      g->hash = ev.u.restore.hash;
+      smr_store_restored(g->store, g->applied, g->hash);
+      g->unsynced = 1;
+      g->checkpoint_due = 1; /* our log lacks the history before it */
+      glog(g, SMR_LOG_INFO, "state received up to position %" PRIu64,
+           g->applied);
+      break;
+    case SMR_EV_PERSIST_VIEW:
+      if (g->cfg.durable) {
+        smr_store_view(g->store, ev.u.view.view);
+        g->unsynced = 1;
+      }
+      break;
+    case SMR_EV_PERSIST_ACCEPTOR:
+      if (g->cfg.durable) {
+        smr_store_acceptor(g->store, ev.u.acceptor.epoch,
+                           ev.u.acceptor.promised,
+                           ev.u.acceptor.accepted_ballot,
+                           ev.u.acceptor.has_accepted, ev.u.acceptor.accepted);
+        g->unsynced = 1;
+      }
+      break;
+    case SMR_EV_PERSIST_ENTRY:
+      smr_store_entry(g->store, ev.u.entry.epoch, &ev.u.entry.e);
+      g->unsynced = 1;
+      break;
+    case SMR_EV_DROPPED: {
+      void *cookie = cookie_pop(&g->cookies);
+      if (g->cfg.on_dropped != NULL) g->cfg.on_dropped(g->cfg.ctx, cookie);
+      break;
+    }
+    }
+  }
+  sync_store(g);
+  if (g->checkpoint_due && !g->needs_state) {
+    g->checkpoint_due = 0;
+    g->since_checkpoint = 0;
+    rc = smr_store_checkpoint(g->store, g->applied, g->hash);
+    if (rc < 0)
+      glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s",
+           g->applied, strerror(-rc));
+  }
+  /* The next timer. */
+  uint64_t d = smr_core_next_deadline(g->core), now = now_ms();
+  double after = d == UINT64_MAX ? 3600.0
+                                 : (d > now ? (double)(d - now) / 1000.0 : 0);
+  ev_timer_stop(g->loop, &g->timer);
+  ev_timer_set(&g->timer, after, 0.);
+  ev_timer_start(g->loop, &g->timer);
+}
+
+/* ------------------------------------------------------------------------
+ * Inputs
+ * --------------------------------------------------------------------- */
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smr *g = w->data;
+  smr_core_tick(g->core, now_ms());
+  drain(g);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smr *g = w->data;
+  smr_core_flush(g->core, now_ms());
+  drain(g);
+}
+
+static void net_frame(void *ctx, const char *peer, const uint8_t *frame,
+                      size_t len) {
+  struct smr *g = ctx;
+  (void)peer; /* the transport checked the frame names its peer */
+  int rc = smr_core_recv(g->core, now_ms(), frame, len);
+  if (rc < 0 && rc != -EPERM)
+    glog(g, SMR_LOG_WARN, "refused a frame from %s: %s", peer, strerror(-rc));
+  drain(g);
+}
+
+static void net_lost(void *ctx, const char *peer) {
+  struct smr *g = ctx;
+  smr_core_peer_lost(g->core, now_ms(), peer);
+  drain(g);
+}
+
+static void net_log(void *ctx, const char *line) {
+  glog(ctx, SMR_LOG_WARN, "transport: %s", line);
+}
+
+static void store_log(void *ctx, int level, const char *line) {
+  glog(ctx, level, "%s", line);
+}
+
+/* The core's state-transfer source: our log and our service. */
+static int src_log_read(void *ctx, uint64_t pos, struct smr_log_entry *e) {
+  struct smr *g = ctx;
+  return smr_store_log_read(g->store, pos, e);
+}
+
+static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
+  struct smr *g = ctx;
+  if (!ALWAYS(pos == g->applied)) return -ESTALE;
+  return g->cfg.service->snapshot_open(g->cfg.service_ctx, snap);
+}
+
+static long src_snap_read(void *ctx, void *snap, uint64_t off, void *buf,
+                          size_t len) {
+  struct smr *g = ctx;
+  return g->cfg.service->snapshot_read(g->cfg.service_ctx, snap, off, buf,
+                                       len);
+}
+
+static void src_snap_close(void *ctx, void *snap) {
+  struct smr *g = ctx;
+  g->cfg.service->snapshot_close(g->cfg.service_ctx, snap);
+}
+
+/* ------------------------------------------------------------------------
+ * The public API
+ * --------------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static int open_error(char *err, size_t errlen, const char *fmt, ...) {
+  if (err != NULL && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -EINVAL;
+}
+
+int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
+             size_t errlen) {
+  *out = NULL;
+  if (cfg->loop == NULL || cfg->service == NULL || cfg->group == NULL ||
+      cfg->self_id == NULL || cfg->self_addr == NULL || cfg->data_dir == NULL)
+    return open_error(err, errlen,
+                      "loop, service, group, self id and address, and "
+                      "data_dir are required");
+  if (cfg->n_members == 0 || cfg->n_members > SMR_MAX_MEMBERS)
+    return open_error(err, errlen, "need 1..%d members", SMR_MAX_MEMBERS);
+  struct smr *g = calloc(1, sizeof(*g));
+  if (g == NULL) return -ENOMEM;
+  g->cfg = *cfg;
+  g->loop = cfg->loop;
+  if (g->cfg.checkpoint_every == 0) g->cfg.checkpoint_every = 100000;
+  if (g->cfg.heartbeat_ms == 0) g->cfg.heartbeat_ms = 20;
+  if (g->cfg.suspect_ms == 0) g->cfg.suspect_ms = 200;
+  g->group = strdup(cfg->group);
+  g->self_id = strdup(cfg->self_id);
+  g->self_addr = strdup(cfg->self_addr);
+  g->data_dir = strdup(cfg->data_dir);
+  g->boot = calloc(cfg->n_members, sizeof(*g->boot));
+  if (!g->group || !g->self_id || !g->self_addr || !g->data_dir || !g->boot) {
+    smr_close(g);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < cfg->n_members; i++) {
+    snprintf(g->boot[i].id, sizeof(g->boot[i].id), "%s", cfg->members[i].id);
+    snprintf(g->boot[i].addr, sizeof(g->boot[i].addr), "%s",
+             cfg->members[i].addr);
+  }
+
+  /* The disk first: it tells which process we are and what we had. */
+  struct smr_store_config sc = {
+      .dir = g->data_dir,
+      .group = g->group,
+      .durable = cfg->durable,
+      .retain = g->cfg.checkpoint_every,
+      .svc = cfg->service,
+      .svc_ctx = cfg->service_ctx,
+      .ctx = g,
+      .log = store_log,
+  };
+  struct smr_store_recovered rec;
+  int rc = smr_store_open(&sc, &g->store, &rec, err, errlen);
+  if (rc < 0) {
+    smr_close(g);
+    return rc;
+  }
+  g->incarnation = rec.incarnation;
+  g->applied = rec.pos;
+  g->hash = rec.hash;
+
+  g->src = (struct smr_core_source){g, src_log_read, src_snap_open,
+                                    src_snap_read, src_snap_close};
+  struct smr_core_config cc;
+  memset(&cc, 0, sizeof(cc));
+  cc.group = g->group;
+  snprintf(cc.self.id, sizeof(cc.self.id), "%s", g->self_id);
+  snprintf(cc.self.addr, sizeof(cc.self.addr), "%s", g->self_addr);
+  cc.self.incarnation = g->incarnation;
+  cc.bootstrap = g->boot;
+  cc.n_bootstrap = (uint32_t)cfg->n_members;
+  cc.heartbeat_ms = g->cfg.heartbeat_ms;
+  cc.suspect_ms = g->cfg.suspect_ms;
+  cc.join_batch_ms = g->cfg.heartbeat_ms * 2;
+  cc.max_batch_bytes = 1u << 20;
+  cc.max_inflight = 100000;
+  cc.max_pending = 100000;
+  cc.xfer_chunk = 256u << 10;
+  cc.xfer_window = 8;
+  cc.durable = cfg->durable;
+  cc.source = &g->src;
+  /* With durability, a restart carries on from its view; without, the
+   * process rejoins with its checkpointed state and asks for the delta. */
+  if (cfg->durable && rec.has_view) {
+    cc.restore = &rec.p;
+  } else {
+    cc.state_pos = rec.pos;
+    cc.state_hash = rec.hash;
+  }
+  rc = smr_core_create(&cc, &g->core, err, errlen);
+  if (rc < 0) {
+    smr_close(g);
+    return rc;
+  }
+
+  struct smr_net_config nc = {
+      .loop = g->loop,
+      .self_id = g->self_id,
+      .listen_addr = g->self_addr,
+      .tls_ca = cfg->tls_ca,
+      .tls_cert = cfg->tls_cert,
+      .tls_key = cfg->tls_key,
+      .insecure = cfg->insecure,
+      .max_queue_bytes = 64u << 20,
+      .reconnect_ms = 50,
+      .ctx = g,
+      .on_frame = net_frame,
+      .on_peer_lost = net_lost,
+      .on_writable = NULL,
+      .log = net_log,
+  };
+  rc = smr_net_open(&nc, &g->net, err, errlen);
+  if (rc < 0) {
+    smr_close(g);
+    return rc;
+  }
+  glog(g, SMR_LOG_INFO,
+       "member %s of group %s, incarnation %" PRIu64 ", state at %" PRIu64
+       "%s%s",
+       g->self_id, g->group, g->incarnation, g->applied,
+       rec.has_view ? ", recovering its view" : "",
+       rec.corrupt ? " (local files were refused)" : "");
+
+  ev_timer_init(&g->timer, on_timer, 0., 0.);
+  g->timer.data = g;
+  ev_prepare_init(&g->prepare, on_prepare);
+  g->prepare.data = g;
+  ev_prepare_start(g->loop, &g->prepare);
+  smr_core_tick(g->core, now_ms());
+  drain(g);
+  *out = g;
+  return 0;
+}
+
+void smr_close(struct smr *g) {
+  if (g == NULL) return;
+  if (g->loop != NULL) {
+    ev_timer_stop(g->loop, &g->timer);
+    ev_prepare_stop(g->loop, &g->prepare);
+  }
+  smr_net_close(g->net);
+  smr_core_destroy(g->core);
+  smr_store_close(g->store);
+  smr_buf_free(&g->reply);
+  free(g->cookies.v);
+  free(g->boot);
+  free(g->group);
+  free(g->self_id);
+  free(g->self_addr);
+  free(g->data_dir);
+  free(g);
+}
+
+int smr_submit(struct smr *g, const void *req, size_t len, void *cookie) {
+  int rc = smr_core_submit(g->core, now_ms(), req, len);
+  if (rc < 0) return rc;
+  if (cookie_push(&g->cookies, cookie) < 0) abort(); /* out of memory */
+  return 0;
+}
+
+int smr_checkpoint(struct smr *g) {
+  if (g->needs_state) return -EAGAIN;
+  g->since_checkpoint = 0;
+  return smr_store_checkpoint(g->store, g->applied, g->hash);
+}
+
+int smr_leave(struct smr *g) {
+  int rc = smr_core_leave(g->core, now_ms());
+  if (rc == 0) drain(g);
+  return rc;
+}
+
+void smr_status(struct smr *g, struct smr_status *st) {
+  memset(st, 0, sizeof(*st));
+  struct smr_core_status cs;
+  smr_core_status(g->core, &cs);
+  st->state = smr_core_state_name(cs.state);
+  st->epoch = cs.view->epoch;
+  st->quorum_lost = cs.quorum_lost;
+  if (cs.state == SMR_ST_NORMAL)
+    st->role = cs.rank == 0 ? SMR_ROLE_PRIMARY : SMR_ROLE_BACKUP;
+  else if (cs.state == SMR_ST_WEDGED)
+    st->role = SMR_ROLE_WEDGED;
+  st->n = cs.view->n;
+  st->rank = cs.rank;
+  for (uint32_t i = 0; i < cs.view->n && i < 16; i++) {
+    st->ids[i] = cs.view->m[i].id;
+    st->addrs[i] = cs.view->m[i].addr;
+    if (cs.suspects & (1u << i))
+      st->member_state[i] = 2;
+    else if (cs.view->m[i].flags & SMR_MEMBER_NEEDS_STATE)
+      st->member_state[i] = 1;
+  }
+  st->incarnation = g->incarnation;
+  st->applied = g->applied;
+  st->stable = cs.stable;
+  st->pending = cs.pending;
+  st->views_installed = cs.views_installed;
+  st->delivered_total = cs.delivered_total;
+  st->suspicions = cs.suspicions;
+  st->refused_frames = cs.refused;
+  g->cfg.service->digest(g->cfg.service_ctx, st->digest);
+  struct smr_store_stats ss;
+  smr_store_stats(g->store, &ss);
+  st->checkpoint_pos = ss.checkpoint_pos;
+  st->log_bytes = ss.log_bytes;
+  st->fsyncs = ss.fsyncs;
+}

@@ -1,0 +1,69 @@
+/* store.h -- a member's data directory: log, checkpoint, incarnation.
+ *
+ * Internal to libsmr (see store.c for the design and the file formats). */
+#ifndef SMR_RUNTIME_STORE_H
+#define SMR_RUNTIME_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "smr/service.h"
+
+struct smr_store;
+
+struct smr_store_config {
+  const char *dir;
+  const char *group;
+  int durable;            /* fsync log records before they are relied on */
+  uint64_t retain;        /* delivered messages kept for deltas */
+  const struct smr_service_ops *svc;
+  void *svc_ctx;
+  void *ctx;
+  void (*log)(void *ctx, int level, const char *line);
+};
+
+/* What the store found on disk, for smr_core_create(). */
+struct smr_store_recovered {
+  uint64_t incarnation;      /* the new process's (already persisted) */
+  int has_view;              /* a view record: restart from disk */
+  struct smr_core_persisted p;
+  uint64_t pos, hash;        /* service state restored to this position */
+  int corrupt;               /* a file was refused; local state dropped */
+};
+
+int smr_store_open(const struct smr_store_config *cfg, struct smr_store **out,
+                   struct smr_store_recovered *rec, char *err, size_t errlen);
+void smr_store_close(struct smr_store *s);
+
+/* Records (appended to the log buffer; durable after smr_store_sync). */
+int smr_store_view(struct smr_store *s, const struct smr_wire_view *v);
+int smr_store_acceptor(struct smr_store *s, uint64_t epoch, uint64_t promised,
+                       uint64_t accepted_ballot, int has_accepted,
+                       const struct smr_wire_proposal *accepted);
+int smr_store_entry(struct smr_store *s, uint64_t epoch,
+                    const struct smr_persisted_entry *e);
+int smr_store_delivered(struct smr_store *s, uint64_t pos, const uint8_t *data,
+                        size_t len);
+/* After a state transfer: the service state is now at pos (the history
+ * before it is not in our log). */
+int smr_store_restored(struct smr_store *s, uint64_t pos, uint64_t hash);
+
+/* Writes what is buffered and, if durable and anything was written since
+ * the last sync, fdatasyncs (one sync covers a whole batch). */
+int smr_store_sync(struct smr_store *s);
+
+/* The delivered message at pos, if retained (for a delta). */
+int smr_store_log_read(struct smr_store *s, uint64_t pos,
+                       struct smr_log_entry *e);
+
+/* Writes a checkpoint of the service state at (pos, hash) and compacts the
+ * log to what a restart or a delta still needs. */
+int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash);
+
+struct smr_store_stats {
+  uint64_t log_bytes, fsyncs, checkpoint_pos, records;
+};
+void smr_store_stats(const struct smr_store *s, struct smr_store_stats *st);
+
+#endif
