@@ -475,6 +475,12 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
        rec.has_view ? ", recovering its view" : "",
        rec.corrupt ? " (local files were refused)" : "");
 
+  /* After a refused file, what survived is written down at once. */
+  if (rec.corrupt && g->applied > 0 &&
+      (rc = smr_store_checkpoint(g->store, g->applied, g->hash)) < 0)
+    glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s", g->applied,
+         strerror(-rc));
+
   ev_timer_init(&g->timer, on_timer, 0., 0.);
   g->timer.data = g;
   ev_prepare_init(&g->prepare, on_prepare);

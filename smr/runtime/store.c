@@ -397,7 +397,8 @@ out:
 static void set_aside(struct smr_store *s, const char *name) {
   char from[4200], to[4300];
   path(s, from, sizeof(from), name);
-  snprintf(to, sizeof(to), "%s.corrupt-%" PRIu64, from, s->incarnation);
+  /* Named after the process that refused it (incarnations only grow). */
+  snprintf(to, sizeof(to), "%s.corrupt-%" PRIu64, from, s->incarnation + 1);
   if (rename(from, to) == 0)
     slog(s, SMR_LOG_WARN, "kept the refused file as %s", to);
 }
@@ -551,7 +552,7 @@ static int read_incarnation(struct smr_store *s, uint64_t *inc) {
 
 static int write_file_atomic(struct smr_store *s, const char *name,
                              const uint8_t *data, size_t len, int sync) {
-  char tmp[4200], file[4200];
+  char tmp[4300], file[4200];
   path(s, file, sizeof(file), name);
   snprintf(tmp, sizeof(tmp), "%s.tmp", file);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
