@@ -26,9 +26,19 @@
  * Our own submissions are delivered (or dropped) in the order they were
  * submitted, so their cookies wait in a FIFO.
  *
- * Checkpoints are taken between deliveries every checkpoint_every
- * deliveries and right after a state transfer (whose history our log
- * lacks), synchronously for now. */
+ * Every multicast carries a one-byte envelope: 'S' for a service request,
+ * 'C' for a control message of libsmr itself.  Control messages use the
+ * total order to make members act at the same position:
+ *   CHECKPOINT  every member checkpoints when it applies it (smrctl
+ *               checkpoint), exactly as at the positions that are
+ *               multiples of checkpoint_every;
+ *   DIGEST      after each such checkpoint a member multicasts the
+ *               service digest it had there, so every member holds a
+ *               table position -> member -> digest and can tell whether
+ *               the copies agree (divergence detection, smrctl digest).
+ *
+ * Checkpoints are also taken right after a state transfer (whose history
+ * our log lacks).  They are synchronous for now. */
 #include "smr/smr.h"
 
 #include <errno.h>
@@ -48,6 +58,20 @@
 struct cookieq {
   void **v;
   size_t head, n, cap;
+};
+
+#define ENV_SERVICE 'S'
+#define ENV_CONTROL 'C'
+#define CTL_CHECKPOINT 1
+#define CTL_DIGEST 2
+#define DIGEST_ROWS 8
+
+/* Digests reported for one checkpoint position. */
+struct digest_row {
+  uint64_t pos;
+  uint32_t n;
+  char ids[SMR_MAX_MEMBERS][SMR_ID_MAX];
+  uint8_t d[SMR_MAX_MEMBERS][SMR_DIGEST_LEN];
 };
 
 struct smr {
@@ -73,6 +97,11 @@ struct smr {
   int needs_state;
   const char *ids[SMR_MAX_MEMBERS], *addrs[SMR_MAX_MEMBERS];
   uint64_t send_dropped;
+  int control_cookie; /* its address marks our control messages */
+  uint8_t *env;       /* envelope buffer */
+  size_t env_cap;
+  struct digest_row digests[DIGEST_ROWS];
+  uint64_t checkpoint_at; /* position of a pending group checkpoint */
   /* Copies of the configuration's strings. */
   struct smr_member *boot;
   char *group, *self_id, *self_addr, *data_dir;
@@ -158,26 +187,103 @@ static void on_view_event(struct smr *g, const struct smr_event *ev) {
   }
 }
 
+static int multicast(struct smr *g, uint8_t env, const void *data,
+                     size_t len, void *cookie);
+static void record_digest(struct smr *g, uint64_t pos, const char *id,
+                          const uint8_t *d);
+
+/* Checkpoints at the current position and tells the group our digest
+ * there (the copies are compared position by position). */
+static void take_checkpoint(struct smr *g) {
+  g->checkpoint_due = 0;
+  g->since_checkpoint = 0;
+  int rc = smr_store_sync(g->store);
+  if (rc == 0) rc = smr_store_checkpoint(g->store, g->applied, g->hash);
+  if (rc < 0) {
+    glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s", g->applied,
+         strerror(-rc));
+    return;
+  }
+  uint8_t m[1 + 8 + SMR_ID_MAX - 1 + SMR_DIGEST_LEN];
+  memset(m, 0, sizeof(m));
+  m[0] = CTL_DIGEST;
+  for (int i = 0; i < 8; i++) m[1 + i] = (uint8_t)(g->applied >> (8 * i));
+  memcpy(m + 9, g->self_id, strlen(g->self_id));
+  g->cfg.service->digest(g->cfg.service_ctx, m + 9 + SMR_ID_MAX - 1);
+  record_digest(g, g->applied, g->self_id, m + 9 + SMR_ID_MAX - 1);
+  multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie);
+}
+
+static void record_digest(struct smr *g, uint64_t pos, const char *id,
+                          const uint8_t *d) {
+  struct digest_row *row = NULL;
+  for (int i = 0; i < DIGEST_ROWS; i++)
+    if (g->digests[i].pos == pos) row = &g->digests[i];
+  if (row == NULL) { /* replace the oldest */
+    row = &g->digests[0];
+    for (int i = 1; i < DIGEST_ROWS; i++)
+      if (g->digests[i].pos < row->pos) row = &g->digests[i];
+    if (row->pos > pos) return;
+    memset(row, 0, sizeof(*row));
+    row->pos = pos;
+  }
+  for (uint32_t i = 0; i < row->n; i++)
+    if (!strcmp(row->ids[i], id)) return;
+  if (row->n == SMR_MAX_MEMBERS) return;
+  snprintf(row->ids[row->n], SMR_ID_MAX, "%s", id);
+  memcpy(row->d[row->n], d, SMR_DIGEST_LEN);
+  row->n++;
+}
+
+/* A control message, at position pos, from member `from`. */
+static void control(struct smr *g, uint64_t pos, const char *from,
+                    const uint8_t *m, size_t len) {
+  (void)from;
+  if (len >= 1 && m[0] == CTL_CHECKPOINT) {
+    g->checkpoint_at = pos;
+    g->checkpoint_due = 1;
+  } else if (len == 1 + 8 + 1 + SMR_ID_MAX + SMR_DIGEST_LEN - 1 &&
+             m[0] == CTL_DIGEST) {
+    uint64_t at = 0;
+    for (int i = 0; i < 8; i++) at |= (uint64_t)m[1 + i] << (8 * i);
+    char id[SMR_ID_MAX];
+    memcpy(id, m + 9, SMR_ID_MAX - 1);
+    id[SMR_ID_MAX - 1] = 0;
+    record_digest(g, at, id, m + 9 + SMR_ID_MAX - 1);
+  }
+}
+
 static void deliver(struct smr *g, const struct smr_event *ev) {
   const struct smr_service_ops *svc = g->cfg.service;
   uint64_t pos = ev->u.deliver.pos;
+  const uint8_t *d = ev->u.deliver.data;
+  size_t len = ev->u.deliver.len;
+  int rc;
   smr_buf_reset(&g->reply);
-  int rc = svc->apply(g->cfg.service_ctx, pos, ev->u.deliver.data,
-                      ev->u.deliver.len, &g->reply);
-  if (rc < 0)
-    glog(g, SMR_LOG_WARN, "service refused the request at %" PRIu64 ": %s",
-         pos, strerror(-rc));
-  rc = smr_store_delivered(g->store, pos, ev->u.deliver.data,
-                           ev->u.deliver.len);
+  if (len >= 1 && d[0] == ENV_SERVICE) {
+    rc = svc->apply(g->cfg.service_ctx, pos, d + 1, len - 1, &g->reply);
+    if (rc < 0)
+      glog(g, SMR_LOG_WARN, "service refused the request at %" PRIu64 ": %s",
+           pos, strerror(-rc));
+  } else if (len >= 1 && d[0] == ENV_CONTROL) {
+    control(g, pos, ev->u.deliver.sender, d + 1, len - 1);
+  } else {
+    glog(g, SMR_LOG_WARN, "message at %" PRIu64 " has no envelope", pos);
+  }
+  rc = smr_store_delivered(g->store, pos, d, len);
   if (rc < 0) glog(g, SMR_LOG_ERROR, "log: %s", strerror(-rc));
   g->applied = pos;
   g->hash = ev->u.deliver.hash;
-  if (++g->since_checkpoint >= g->cfg.checkpoint_every) g->checkpoint_due = 1;
+  if (g->cfg.checkpoint_every && pos % g->cfg.checkpoint_every == 0)
+    g->checkpoint_due = 1;
   if (ev->u.deliver.own) {
     void *cookie = cookie_pop(&g->cookies);
-    if (g->cfg.on_reply != NULL)
+    if (cookie != &g->control_cookie && g->cfg.on_reply != NULL)
       g->cfg.on_reply(g->cfg.ctx, cookie, g->reply.data, g->reply.len);
   }
+  /* Checkpoints happen exactly at their position, before the next
+   * delivery changes the state. */
+  if (g->checkpoint_due && !g->needs_state) take_checkpoint(g);
 }
 
 static void drain(struct smr *g) {
@@ -260,14 +366,7 @@ static void drain(struct smr *g) {
     }
   }
   sync_store(g);
-  if (g->checkpoint_due && !g->needs_state) {
-    g->checkpoint_due = 0;
-    g->since_checkpoint = 0;
-    rc = smr_store_checkpoint(g->store, g->applied, g->hash);
-    if (rc < 0)
-      glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s",
-           g->applied, strerror(-rc));
-  }
+  if (g->checkpoint_due && !g->needs_state) take_checkpoint(g);
   /* The next timer. */
   uint64_t d = smr_core_next_deadline(g->core), now = now_ms();
   double after = d == UINT64_MAX ? 3600.0
@@ -503,6 +602,7 @@ void smr_close(struct smr *g) {
   smr_store_close(g->store);
   smr_buf_free(&g->reply);
   free(g->cookies.v);
+  free(g->env);
   free(g->boot);
   free(g->group);
   free(g->self_id);
@@ -511,17 +611,59 @@ void smr_close(struct smr *g) {
   free(g);
 }
 
-int smr_submit(struct smr *g, const void *req, size_t len, void *cookie) {
-  int rc = smr_core_submit(g->core, now_ms(), req, len);
+static int multicast(struct smr *g, uint8_t env, const void *data,
+                     size_t len, void *cookie) {
+  if (len + 1 > g->env_cap) {
+    size_t c = g->env_cap ? g->env_cap : 4096;
+    while (c < len + 1) c *= 2;
+    uint8_t *nb = realloc(g->env, c);
+    if (nb == NULL) return -ENOMEM;
+    g->env = nb;
+    g->env_cap = c;
+  }
+  g->env[0] = env;
+  if (len) memcpy(g->env + 1, data, len);
+  int rc = smr_core_submit(g->core, now_ms(), g->env, len + 1);
   if (rc < 0) return rc;
   if (cookie_push(&g->cookies, cookie) < 0) abort(); /* out of memory */
   return 0;
 }
 
+int smr_submit(struct smr *g, const void *req, size_t len, void *cookie) {
+  return multicast(g, ENV_SERVICE, req, len, cookie);
+}
+
 int smr_checkpoint(struct smr *g) {
-  if (g->needs_state) return -EAGAIN;
-  g->since_checkpoint = 0;
-  return smr_store_checkpoint(g->store, g->applied, g->hash);
+  uint8_t m = CTL_CHECKPOINT;
+  return multicast(g, ENV_CONTROL, &m, 1, &g->control_cookie);
+}
+
+int smr_digests(struct smr *g, struct smr_digests *out) {
+  memset(out, 0, sizeof(*out));
+  /* The latest position that every member of the view reported. */
+  const struct digest_row *best = NULL;
+  for (int i = 0; i < DIGEST_ROWS; i++) {
+    const struct digest_row *row = &g->digests[i];
+    if (row->n == 0 || (best != NULL && row->pos <= best->pos)) continue;
+    int all = g->view.n > 0;
+    for (uint32_t k = 0; k < g->view.n && all; k++) {
+      int found = 0;
+      for (uint32_t j = 0; j < row->n; j++)
+        if (!strcmp(row->ids[j], g->view.m[k].id)) found = 1;
+      all = found;
+    }
+    if (all) best = row;
+  }
+  if (best == NULL) return -ENOENT;
+  out->position = best->pos;
+  out->n = best->n;
+  out->agree = 1;
+  for (uint32_t j = 0; j < best->n; j++) {
+    snprintf(out->ids[j], sizeof(out->ids[j]), "%s", best->ids[j]);
+    memcpy(out->digests[j], best->d[j], SMR_DIGEST_LEN);
+    if (memcmp(best->d[j], best->d[0], SMR_DIGEST_LEN) != 0) out->agree = 0;
+  }
+  return 0;
 }
 
 int smr_leave(struct smr *g) {

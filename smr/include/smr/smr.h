@@ -111,8 +111,21 @@ void smr_close(struct smr *g);
  * -ENOTCONN (left the group). */
 int smr_submit(struct smr *g, const void *req, size_t len, void *cookie);
 
-/* Takes a checkpoint now (service image + log compaction). */
+/* Every member checkpoints at the same position (a control message in the
+ * total order), then reports its digest there. */
 int smr_checkpoint(struct smr *g);
+
+/* The members' service digests at the latest checkpoint position that
+ * every member of the current view reported. */
+struct smr_digests {
+  uint64_t position;
+  int agree;
+  uint32_t n;
+  char ids[16][32];
+  uint8_t digests[16][SMR_DIGEST_LEN];
+};
+/* Returns 0, or -ENOENT if no such position yet. */
+int smr_digests(struct smr *g, struct smr_digests *out);
 
 /* Leaves the group gracefully. */
 int smr_leave(struct smr *g);
