@@ -2645,7 +2645,7 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     c->pos = cfg->state_pos;
     c->hash = cfg->state_hash;
     /* A process that lost its memory must not vote in epoch 0 again. */
-    c->acceptor_ok = c->rank != NO_RANK && cfg->self.incarnation == 1;
+    c->acceptor_ok = c->rank != NO_RANK && cfg->first_boot;
     /* With a disk, even epoch 0's votes are kept: the placeholder view is
      * persisted first, so a restart finds its acceptor state. */
     if (c->acceptor_ok && cfg->durable) {

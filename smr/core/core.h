@@ -105,6 +105,10 @@ struct smr_core_config {
   int durable;             /* nonzero: emit PERSIST_ENTRY records */
   const struct smr_core_source *source;
   const struct smr_core_persisted *restore; /* NULL: no local state */
+  /* No earlier process of this member ever ran (a new, empty disk): only
+   * then may a member without restore vote in epoch 0, the group's
+   * formation.  A process that lost its memory or disk must not. */
+  int first_boot;
   /* Without restore: the service state the member starts with, e.g. from
    * a checkpoint (it then rejoins asking only for the delta).  0, 0 is the
    * empty state. */

@@ -242,7 +242,7 @@ static void control(struct smr *g, uint64_t pos, const char *from,
   if (len >= 1 && m[0] == CTL_CHECKPOINT) {
     g->checkpoint_at = pos;
     g->checkpoint_due = 1;
-  } else if (len == 1 + 8 + 1 + SMR_ID_MAX + SMR_DIGEST_LEN - 1 &&
+  } else if (len == 1 + 8 + (SMR_ID_MAX - 1) + SMR_DIGEST_LEN &&
              m[0] == CTL_DIGEST) {
     uint64_t at = 0;
     for (int i = 0; i < 8; i++) at |= (uint64_t)m[1 + i] << (8 * i);
@@ -420,6 +420,21 @@ static void store_log(void *ctx, int level, const char *line) {
   glog(ctx, level, "%s", line);
 }
 
+/* Recovery replays our log through the same envelope dispatch as live
+ * deliveries (the replies go nowhere: their clients are gone). */
+static void store_replay(void *ctx, uint64_t pos, const uint8_t *data,
+                         size_t len) {
+  struct smr *g = ctx;
+  if (len >= 1 && data[0] == ENV_SERVICE) {
+    smr_buf_reset(&g->reply);
+    g->cfg.service->apply(g->cfg.service_ctx, pos, data + 1, len - 1,
+                          &g->reply);
+  } else if (len >= 1 && data[0] == ENV_CONTROL) {
+    control(g, pos, "", data + 1, len - 1);
+    g->checkpoint_due = 0; /* that checkpoint was taken then */
+  }
+}
+
 /* The core's state-transfer source: our log and our service. */
 static int src_log_read(void *ctx, uint64_t pos, struct smr_log_entry *e) {
   struct smr *g = ctx;
@@ -499,6 +514,7 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
       .retain = g->cfg.checkpoint_every,
       .svc = cfg->service,
       .svc_ctx = cfg->service_ctx,
+      .replay = store_replay,
       .ctx = g,
       .log = store_log,
   };
@@ -520,6 +536,7 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
   snprintf(cc.self.id, sizeof(cc.self.id), "%s", g->self_id);
   snprintf(cc.self.addr, sizeof(cc.self.addr), "%s", g->self_addr);
   cc.self.incarnation = g->incarnation;
+  cc.first_boot = rec.first_boot;
   cc.bootstrap = g->boot;
   cc.n_bootstrap = (uint32_t)cfg->n_members;
   cc.heartbeat_ms = g->cfg.heartbeat_ms;

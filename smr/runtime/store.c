@@ -62,6 +62,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "assert.h"
@@ -415,8 +416,6 @@ static int load_log(struct smr_store *s, struct smr_store_recovered *rec,
   int rc = read_file(file, &b, &n);
   if (rc == -ENOENT) return 0;
   if (rc < 0) return fail(err, errlen, "%s: %s", file, strerror(-rc)), rc;
-  const struct smr_service_ops *svc = s->cfg.svc;
-  struct smr_buf reply = {0};
   size_t off = 0, good = 0;
   int corrupt = 0;
   char why[200] = "";
@@ -478,10 +477,8 @@ static int load_log(struct smr_store *s, struct smr_store_recovered *rec,
         uint64_t p = m.u.xfer.offset;
         index_delivered(s, p, off);
         if (*state_ok && p == *pos + 1) {
-          if (svc != NULL) {
-            smr_buf_reset(&reply);
-            svc->apply(s->cfg.svc_ctx, p, m.u.xfer.data, m.u.xfer.len, &reply);
-          }
+          if (s->cfg.replay != NULL)
+            s->cfg.replay(s->cfg.ctx, p, m.u.xfer.data, m.u.xfer.len);
           *hash = smr_chain_hash(*hash, p, m.u.xfer.data, m.u.xfer.len);
           *pos = p;
         }
@@ -497,7 +494,6 @@ static int load_log(struct smr_store *s, struct smr_store_recovered *rec,
     off += (size_t)fl;
     good = off;
   }
-  smr_buf_free(&reply);
   free(b);
   if (corrupt) {
     slog(s, SMR_LOG_ERROR,
@@ -624,8 +620,16 @@ int smr_store_open(const struct smr_store_config *cfg, struct smr_store **out,
   if ((rc = load_log(s, rec, &pos, &hash, &state_ok, err, errlen)) < 0)
     goto bad;
 
-  /* The new process's incarnation, durable before anything uses it. */
-  s->incarnation++;
+  /* The new process's incarnation, durable before anything uses it.  It
+   * must exceed every earlier process's, even one whose disk was lost:
+   * so it is at least the wall clock in milliseconds. */
+  rec->first_boot = inc == 0 && s->incarnation == 0 && !s->has_view &&
+                    s->checkpoint_pos == 0 && s->log_size == 0 &&
+                    !rec->corrupt;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t wall = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  s->incarnation = s->incarnation + 1 > wall ? s->incarnation + 1 : wall;
   char num[32];
   int k = snprintf(num, sizeof(num), "%" PRIu64 "\n", s->incarnation);
   if ((rc = write_file_atomic(s, "incarnation", (const uint8_t *)num,

@@ -19,6 +19,9 @@ struct smr_store_config {
   uint64_t retain;        /* delivered messages kept for deltas */
   const struct smr_service_ops *svc;
   void *svc_ctx;
+  /* Replays one delivered message into the service during recovery (the
+   * runtime's own dispatch: envelopes are its business). */
+  void (*replay)(void *ctx, uint64_t pos, const uint8_t *data, size_t len);
   void *ctx;
   void (*log)(void *ctx, int level, const char *line);
 };
@@ -30,6 +33,7 @@ struct smr_store_recovered {
   struct smr_core_persisted p;
   uint64_t pos, hash;        /* service state restored to this position */
   int corrupt;               /* a file was refused; local state dropped */
+  int first_boot;            /* nothing on disk: no earlier process ran */
 };
 
 int smr_store_open(const struct smr_store_config *cfg, struct smr_store **out,

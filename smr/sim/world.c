@@ -355,6 +355,7 @@ static void node_start(struct sim_world *w, struct sim_node *n, int from_disk) {
   memcpy(cfg.self.id, n->id, sizeof n->id);
   memcpy(cfg.self.addr, n->addr, sizeof n->addr);
   cfg.self.incarnation = n->inc;
+  cfg.first_boot = n->inc == 1;
   cfg.bootstrap = w->boot;
   cfg.n_bootstrap = (uint32_t)w->n_boot;
   cfg.heartbeat_ms = w->p.heartbeat_ms;

@@ -288,6 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cfg.source = &src;
   strcpy(cfg.self.addr, "a");
   cfg.self.incarnation = 1;
+  cfg.first_boot = 1;
   uint8_t mode = u8(&r) % 3;
   cfg.durable = mode == 2;
   struct smr_core_persisted p;

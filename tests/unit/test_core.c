@@ -153,6 +153,7 @@ static struct smr_core_config base_cfg(struct node *nd) {
   snprintf(cfg.self.id, sizeof(cfg.self.id), "%s", nd->id);
   snprintf(cfg.self.addr, sizeof(cfg.self.addr), "addr-%s", nd->id);
   cfg.self.incarnation = nd->incarnation;
+  cfg.first_boot = nd->incarnation == 1;
   cfg.bootstrap = K.boot;
   cfg.n_bootstrap = (uint32_t)K.n_boot;
   cfg.heartbeat_ms = 10;
