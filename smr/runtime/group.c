@@ -64,6 +64,7 @@ struct cookieq {
 #define ENV_CONTROL 'C'
 #define CTL_CHECKPOINT 1
 #define CTL_DIGEST 2
+#define CTL_LEAVE 3
 #define DIGEST_ROWS 8
 
 /* Digests reported for one checkpoint position. */
@@ -102,6 +103,8 @@ struct smr {
   size_t env_cap;
   struct digest_row digests[DIGEST_ROWS];
   uint64_t checkpoint_at; /* position of a pending group checkpoint */
+  int leave_due;          /* leave once this batch of outputs is done */
+  int replaying;          /* recovery is replaying the log */
   /* Copies of the configuration's strings. */
   struct smr_member *boot;
   char *group, *self_id, *self_addr, *data_dir;
@@ -239,7 +242,14 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
 static void control(struct smr *g, uint64_t pos, const char *from,
                     const uint8_t *m, size_t len) {
   (void)from;
-  if (len >= 1 && m[0] == CTL_CHECKPOINT) {
+  if (len >= 2 && len <= SMR_ID_MAX && m[0] == CTL_LEAVE) {
+    /* Asked through the group to leave: the named member goes. */
+    if (len - 1 == strlen(g->self_id) &&
+        !memcmp(m + 1, g->self_id, len - 1) && g->replaying == 0) {
+      glog(g, SMR_LOG_INFO, "asked to leave the group (by %s)", from);
+      g->leave_due = 1;
+    }
+  } else if (len >= 1 && m[0] == CTL_CHECKPOINT) {
     g->checkpoint_at = pos;
     g->checkpoint_due = 1;
   } else if (len == 1 + 8 + (SMR_ID_MAX - 1) + SMR_DIGEST_LEN &&
@@ -367,6 +377,13 @@ static void drain(struct smr *g) {
   }
   sync_store(g);
   if (g->checkpoint_due && !g->needs_state) take_checkpoint(g);
+  if (g->leave_due) {
+    g->leave_due = 0;
+    if (smr_core_leave(g->core, now_ms()) == 0) {
+      drain(g);
+      return;
+    }
+  }
   /* The next timer. */
   uint64_t d = smr_core_next_deadline(g->core), now = now_ms();
   double after = d == UINT64_MAX ? 3600.0
@@ -425,6 +442,7 @@ static void store_log(void *ctx, int level, const char *line) {
 static void store_replay(void *ctx, uint64_t pos, const uint8_t *data,
                          size_t len) {
   struct smr *g = ctx;
+  g->replaying = 1;
   if (len >= 1 && data[0] == ENV_SERVICE) {
     smr_buf_reset(&g->reply);
     g->cfg.service->apply(g->cfg.service_ctx, pos, data + 1, len - 1,
@@ -433,6 +451,7 @@ static void store_replay(void *ctx, uint64_t pos, const uint8_t *data,
     control(g, pos, "", data + 1, len - 1);
     g->checkpoint_due = 0; /* that checkpoint was taken then */
   }
+  g->replaying = 0;
 }
 
 /* The core's state-transfer source: our log and our service. */
@@ -681,6 +700,19 @@ int smr_digests(struct smr *g, struct smr_digests *out) {
     if (memcmp(best->d[j], best->d[0], SMR_DIGEST_LEN) != 0) out->agree = 0;
   }
   return 0;
+}
+
+int smr_ask_leave(struct smr *g, const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n >= SMR_ID_MAX) return -EINVAL;
+  int in = 0;
+  for (uint32_t i = 0; i < g->view.n; i++)
+    if (!strcmp(g->view.m[i].id, id)) in = 1;
+  if (!in) return -ENOENT;
+  uint8_t m[SMR_ID_MAX];
+  m[0] = CTL_LEAVE;
+  memcpy(m + 1, id, n);
+  return multicast(g, ENV_CONTROL, m, n + 1, &g->control_cookie);
 }
 
 int smr_leave(struct smr *g) {

@@ -130,6 +130,10 @@ int smr_digests(struct smr *g, struct smr_digests *out);
 /* Leaves the group gracefully. */
 int smr_leave(struct smr *g);
 
+/* Asks the member `id` of the current view to leave gracefully (through
+ * the group, so it works from any member).  -ENOENT: not in the view. */
+int smr_ask_leave(struct smr *g, const char *id);
+
 void smr_status(struct smr *g, struct smr_status *st);
 
 #endif

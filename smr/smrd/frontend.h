@@ -1,0 +1,45 @@
+/* frontend.h -- what smrd needs from a service's client-facing side.
+ *
+ * A service (services/kv, ...) is two things: the replicated state machine
+ * that libsmr drives (smr/service.h), and a front end that speaks the
+ * service's protocol to clients, submits their requests to the group on
+ * the primary and answers read-only ones locally on backups.  smrd creates
+ * both from the configuration and wires libsmr's upcalls to the front end. */
+#ifndef SMR_SMRD_FRONTEND_H
+#define SMR_SMRD_FRONTEND_H
+
+#include <stdint.h>
+
+#include "smr/smr.h"
+
+struct ev_loop;
+struct smrd_frontend;
+
+struct smrd_frontend_config {
+  struct ev_loop *loop;
+  const char *bind;   /* address to listen on, "" for all */
+  uint16_t port;
+  struct smr *group;  /* to submit to */
+  void *svc;          /* the state machine, for local read-only queries */
+  const struct smr_service_ops *ops;
+  void (*log)(void *ctx, int level, const char *line);
+  void *log_ctx;
+};
+
+struct smrd_frontend_ops {
+  const char *name;
+  /* The state machine (created before the group, which restores into it). */
+  int (*service_create)(void **svc, const struct smr_service_ops **ops);
+  void (*service_destroy)(void *svc);
+  int (*open)(const struct smrd_frontend_config *cfg,
+              struct smrd_frontend **out, char *err, size_t errlen);
+  void (*close)(struct smrd_frontend *f);
+  /* libsmr's upcalls, forwarded. */
+  void (*on_role)(struct smrd_frontend *f, enum smr_role role);
+  void (*on_reply)(struct smrd_frontend *f, void *cookie,
+                   const uint8_t *reply, size_t len);
+  void (*on_dropped)(struct smrd_frontend *f, void *cookie);
+  uint64_t (*connections)(struct smrd_frontend *f);
+};
+
+#endif
