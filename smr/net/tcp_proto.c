@@ -181,18 +181,21 @@ void smr_net_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
   char host[INET6_ADDRSTRLEN];
 
   smr_assert(buf != NULL && cap > 0);
+  /* Copied out: a struct sockaddr is less aligned than its variants. */
   if (sa != NULL && sa->sa_family == AF_INET &&
       len >= (socklen_t)sizeof(struct sockaddr_in)) {
-    const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
-    if (inet_ntop(AF_INET, &a4->sin_addr, host, sizeof host) != NULL) {
-      snprintf(buf, cap, "%s:%u", host, (unsigned)ntohs(a4->sin_port));
+    struct sockaddr_in a4;
+    memcpy(&a4, sa, sizeof a4);
+    if (inet_ntop(AF_INET, &a4.sin_addr, host, sizeof host) != NULL) {
+      snprintf(buf, cap, "%s:%u", host, (unsigned)ntohs(a4.sin_port));
       return;
     }
   } else if (sa != NULL && sa->sa_family == AF_INET6 &&
              len >= (socklen_t)sizeof(struct sockaddr_in6)) {
-    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
-    if (inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof host) != NULL) {
-      snprintf(buf, cap, "[%s]:%u", host, (unsigned)ntohs(a6->sin6_port));
+    struct sockaddr_in6 a6;
+    memcpy(&a6, sa, sizeof a6);
+    if (inet_ntop(AF_INET6, &a6.sin6_addr, host, sizeof host) != NULL) {
+      snprintf(buf, cap, "[%s]:%u", host, (unsigned)ntohs(a6.sin6_port));
       return;
     }
   }

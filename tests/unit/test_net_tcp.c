@@ -47,11 +47,15 @@
 static char dir[PATH_MAX];
 static struct tpki_ca ca1, ca2;
 
-static const char *pem(const char *file, const char *ext) {
+static const char *pem_in(const char *d, const char *file, const char *ext) {
   static char buf[8][PATH_MAX];
   static int k;
   k = (k + 1) % 8;
-  return tpki_path(buf[k], dir, file, ext);
+  return tpki_path(buf[k], d, file, ext);
+}
+
+static const char *pem(const char *file, const char *ext) {
+  return pem_in(dir, file, ext);
 }
 
 static int group_setup(void **state) {
@@ -216,6 +220,7 @@ struct opts {
   int insecure;
   const char *cert; /* file base name of cert and key (default: the id) */
   const char *ca;   /* CA file base name (default ca1) */
+  const char *dir;  /* where the files are (default: the fixture's) */
   const char *listen;
   size_t max_queue;
   uint32_t reconnect_ms, timeout_ms;
@@ -332,10 +337,10 @@ static int node_try(struct node *nd, struct ev_loop *loop, const char *id,
   cfg.self_id = id;
   cfg.listen_addr = o->listen ? o->listen : "127.0.0.1:0";
   if (!o->insecure) {
-    const char *base = o->cert ? o->cert : id;
-    cfg.tls_ca = pem(o->ca ? o->ca : "ca1", "pem");
-    cfg.tls_cert = pem(base, "pem");
-    cfg.tls_key = pem(base, "key");
+    const char *base = o->cert ? o->cert : id, *d = o->dir ? o->dir : dir;
+    cfg.tls_ca = pem_in(d, o->ca ? o->ca : "ca1", "pem");
+    cfg.tls_cert = pem_in(d, base, "pem");
+    cfg.tls_key = pem_in(d, base, "key");
   }
   cfg.insecure = o->insecure;
   cfg.max_queue_bytes = o->max_queue;
@@ -679,6 +684,32 @@ static void test_big_frame(void **state) {
   node_close(&a);
   node_close(&b);
   ev_loop_destroy(loop);
+}
+
+/* The certificates smr-mkcerts makes work as they are. */
+static void test_mkcerts(void **state) {
+  struct ev_loop *loop;
+  struct opts o = {.ca = "ca"};
+  struct node m[3];
+  char cmd[2 * PATH_MAX], d[PATH_MAX];
+
+  (void)state;
+  if (system("openssl version >/dev/null 2>&1") != 0) skip();
+  assert_int_equal(tpki_mkdir(d), 0);
+  snprintf(cmd, sizeof cmd, "%s %s/certs n1 n2 n3 >/dev/null", SMR_MKCERTS,
+           d);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/certs", d);
+  o.dir = cmd;
+  loop = ev_loop_new(EVFLAG_AUTO);
+  node_open(&m[0], loop, "n1", &o);
+  node_open(&m[1], loop, "n2", &o);
+  node_open(&m[2], loop, "n3", &o);
+  exchange(m, 3, 100);
+  for (int i = 0; i < 3; i++) node_close(&m[i]);
+  ev_loop_destroy(loop);
+  tpki_rmdir(cmd);
+  tpki_rmdir(d);
 }
 
 /* ------------------------------------------------ one connection per pair */
@@ -1190,6 +1221,7 @@ int main(void) {
       cmocka_unit_test(test_insecure),
       cmocka_unit_test(test_ipv6),
       cmocka_unit_test(test_big_frame),
+      cmocka_unit_test(test_mkcerts),
       cmocka_unit_test(test_simultaneous_connect),
       cmocka_unit_test(test_refuse_certificates),
       cmocka_unit_test(test_refuse_other_ca_member),
