@@ -30,7 +30,10 @@
  * decides, on a hello from P:
  *   a. P's connection is already UP: DUPLICATE (the established one stays;
  *      P only dials when it has none, so ours is stale and will break on
- *      our next write or keepalive, after which P's retry gets through);
+ *      our next write or keepalive, after which P's retry gets through.
+ *      A crashed process's kernel closes its sockets, so only a crashed
+ *      host leaves such a connection, and keepalive finds it within about
+ *      timeout_ms);
  *   b. our own attempt to P is under way: the connection initiated by the
  *      lexically smaller id wins.  If we are smaller, DUPLICATE; otherwise
  *      we drop our attempt (it never carried a frame) and ACCEPT;
@@ -94,6 +97,7 @@
 #include "wire.h"
 
 #define RBUF_MIN (64u << 10)     /* read buffer of a connection */
+#define RBUF_HELLO 256u          /* before it is up: the hello only */
 #define BUF_KEEP (1u << 20)      /* larger buffers are shrunk when idle */
 #define WRITE_CHUNK (256u << 10) /* bytes offered per write call */
 #define READ_BUDGET (4u << 20)   /* bytes read per readable event */
@@ -847,6 +851,9 @@ static void conn_consume(struct conn *c) {
 static int conn_rbuf(struct conn *c) {
   size_t want = c->rneed > RBUF_MIN ? c->rneed : RBUF_MIN;
 
+  /* An unauthenticated peer gets no more than its hello needs. */
+  if (c->state != C_UP) want = RBUF_HELLO;
+
   if (c->rcap > BUF_KEEP && want <= RBUF_MIN && c->rlen <= RBUF_MIN / 2) {
     uint8_t *b = realloc(c->rbuf, RBUF_MIN);
     if (b != NULL) {
@@ -1001,7 +1008,7 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   static const char *const what[] = {"connecting", "in the TLS handshake",
-                                     "waiting for the hello", "", ""};
+                                     "in the hello exchange", "", ""};
   struct conn *c = w->data;
   struct smr_net *n = c->n;
 

@@ -199,8 +199,11 @@ void smr_tls_describe(SSL *ssl, const struct smr_tls_sock *s, int ssl_err,
       r = tmp;
     }
     if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
-        ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
-        vr != X509_V_OK)
+        ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+      snprintf(buf, len, "connection closed by peer (no TLS close_notify)");
+    else if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+             ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+             vr != X509_V_OK)
       snprintf(buf, len, "%s (%s)", r, X509_verify_cert_error_string(vr));
     else
       snprintf(buf, len, "%s", r);

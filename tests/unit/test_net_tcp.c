@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1135,16 +1136,15 @@ static void test_forget(void **state) {
 
 /* ------------------------------------------------------- back-pressure */
 
-static void test_back_pressure(void **state) {
+static void back_pressure(int insecure) {
   struct ev_loop *la = ev_loop_new(EVFLAG_AUTO);
   struct ev_loop *lb = ev_loop_new(EVFLAG_AUTO);
   const size_t max = 256u << 10, payload = 16u << 10;
-  struct opts o = {.max_queue = max};
+  struct opts o = {.max_queue = max, .insecure = insecure};
   struct node a, b;
   uint64_t sent = 0;
   int r = 0;
 
-  (void)state;
   node_open(&a, la, "n1", &o);
   node_open(&b, lb, "n2", &o);
   assert_int_equal(send_seq(&a, &b, sent++, payload), 0);
@@ -1171,12 +1171,115 @@ static void test_back_pressure(void **state) {
   RUN2_UNTIL(la, lb, DEADLINE, got(&b, "n1") == sent);
   assert_int_equal(a.writable, 1);
   assert_int_equal(b.bad, 0);
-  printf("    back-pressure after %llu frames of 16 KiB\n",
-         (unsigned long long)sent);
+  printf("    back-pressure (%s) after %llu frames of 16 KiB\n",
+         insecure ? "plain TCP" : "TLS", (unsigned long long)sent);
   node_close(&a);
   node_close(&b);
   ev_loop_destroy(la);
   ev_loop_destroy(lb);
+}
+
+static void test_back_pressure(void **state) {
+  (void)state;
+  back_pressure(0);
+  back_pressure(1);
+}
+
+/* A second hello from a peer whose connection is up gets DUPLICATE; the
+ * standing connection carries on (rule a). */
+static void test_duplicate_hello(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.insecure = 1};
+  struct node a, b;
+  struct rawpeer r;
+  struct smr_net_hello h;
+  uint8_t buf[SMR_NET_HELLO_MAX];
+
+  (void)state;
+  node_open(&a, loop, "n1", &o);
+  node_open(&b, loop, "n2", &o);
+  assert_int_equal(send_seq(&b, &a, 0, 0), 0);
+  RUN_UNTIL(loop, DEADLINE, got(&a, "n2") == 1);
+  assert_int_equal(rawpeer_open(&r, loop, "127.0.0.1", a.port, 0, NULL, NULL),
+                   0);
+  rawpeer_send(&r, buf, hello(buf, SMR_NET_HELLO, "n2", "n1"));
+  RUN_UNTIL(loop, DEADLINE, r.closed);
+  assert_true(smr_net_hello_parse(r.in, r.inlen, &h) > 0);
+  assert_int_equal(h.kind, SMR_NET_DUPLICATE);
+  rawpeer_close(&r);
+  assert_int_equal(stats(&a).refused, 0);
+  assert_int_equal(a.lost + b.lost, 0);
+  assert_int_equal(send_seq(&b, &a, 1, 0), 0);
+  assert_int_equal(send_seq(&a, &b, 0, 0), 0);
+  RUN_UNTIL(loop, DEADLINE, got(&a, "n2") == 2 && got(&b, "n1") == 1);
+  assert_int_equal(stats(&a).connects, 1);
+  assert_int_equal(stats(&b).connects, 1);
+  node_close(&a);
+  node_close(&b);
+  ev_loop_destroy(loop);
+}
+
+/* Out of descriptors: the listener pauses instead of spinning, and
+ * resumes. */
+static void test_listener_pause(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.insecure = 1};
+  struct node a;
+  struct rawpeer r;
+  struct rlimit old, low;
+  uint8_t buf[SMR_NET_HELLO_MAX];
+
+  (void)state;
+  node_open(&a, loop, "n1", &o);
+  assert_int_equal(rawpeer_open(&r, loop, "127.0.0.1", a.port, 0, NULL, NULL),
+                   0);
+  rawpeer_send(&r, buf, hello(buf, SMR_NET_HELLO, "n2", "n1"));
+  /* The connection waits in the backlog; no descriptor is left for it. */
+  int probe = dup(0);
+  assert_true(probe >= 0);
+  close(probe);
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = (rlim_t)probe;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  RUN_UNTIL(loop, DEADLINE, has_log(&a, "pausing the listener"));
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+  RUN_UNTIL(loop, DEADLINE, stats(&a).connects == 1);
+  assert_true(has_log(&a, "Too many open files"));
+  rawpeer_close(&r);
+  node_close(&a);
+  ev_loop_destroy(loop);
+}
+
+/* Connections that never finish coming up are capped. */
+static void test_pending_cap(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct node a, b;
+  struct sockaddr_in sa;
+  int fds[140];
+
+  (void)state;
+  node_open(&a, loop, "n1", NULL);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons((uint16_t)a.port);
+  for (int i = 0; i < 140; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fds[i] >= 0);
+    assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    ev_run(loop, EVRUN_NOWAIT); /* accept what is there, without waiting */
+  }
+  RUN_UNTIL(loop, DEADLINE, stats(&a).refused >= 12);
+  assert_true(has_log(&a, "too many connections coming up"));
+  for (int i = 0; i < 140; i++) close(fds[i]);
+  /* The silent ones go away; a member gets in. */
+  node_open(&b, loop, "n2", NULL);
+  assert_int_equal(send_seq(&b, &a, 0, 0), 0);
+  RUN_UNTIL(loop, DEADLINE, got(&a, "n2") == 1);
+  node_close(&a);
+  node_close(&b);
+  ev_loop_destroy(loop);
 }
 
 /* --------------------------------------------------- closing from inside */
@@ -1233,6 +1336,9 @@ int main(void) {
       cmocka_unit_test(test_peer_lost_and_back),
       cmocka_unit_test(test_forget),
       cmocka_unit_test(test_back_pressure),
+      cmocka_unit_test(test_duplicate_hello),
+      cmocka_unit_test(test_listener_pause),
+      cmocka_unit_test(test_pending_cap),
       cmocka_unit_test(test_close_in_callbacks),
       cmocka_unit_test(test_throughput),
   };
