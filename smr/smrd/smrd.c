@@ -26,7 +26,7 @@
 
 #include "admin.h"
 #include "config.h"
-#include "frontend.h"
+#include "smr/frontend.h"
 #include "smr/smr.h"
 
 extern const struct smrd_frontend_ops smrd_kv_frontend;

@@ -1,4 +1,5 @@
-/* frontend.h -- what smrd needs from a service's client-facing side.
+/* smr/frontend.h -- what a program (smrd) needs from a service's
+ * client-facing side.
  *
  * A service (services/kv, ...) is two things: the replicated state machine
  * that libsmr drives (smr/service.h), and a front end that speaks the
