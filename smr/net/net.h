@@ -79,7 +79,8 @@ struct smr_net_stats {
   uint64_t connects, disconnects, refused; /* refused: bad cert or bytes */
   /* Added fields.  frames/bytes count whole frames: out when written to
    * the kernel (or TLS), in when delivered to on_frame.  connects counts
-   * connections that came up, disconnects those that broke afterwards. */
+   * connections that came up, disconnects those that went down again
+   * (broke, or were forgotten), so peers_up = connects - disconnects. */
   uint64_t peers_up; /* connections up now */
 };
 
