@@ -470,6 +470,11 @@ static int str_done(struct kv_restore *r) {
         return fail(r, -EBADMSG, "record %llu: sorted set out of order",
                     (unsigned long long)r->keys_done);
       }
+      if (kv_zset_find(z, str->data, str->len)) {
+        free(str);
+        return fail(r, -EBADMSG, "record %llu: repeated sorted set member",
+                    (unsigned long long)r->keys_done);
+      }
       if (kv_zset_add(z, str->data, str->len, r->score)) {
         free(str);
         return fail(r, -ENOMEM, "out of memory");
