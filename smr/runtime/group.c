@@ -83,6 +83,8 @@ struct smr {
   struct smr_net *net;
   ev_timer timer;
   ev_prepare prepare;
+  ev_idle kick;      /* one more loop iteration before sleeping */
+  int sent;          /* frames handed to the transport in this drain */
   struct smr_core_source src;
   struct cookieq cookies;
   struct smr_buf reply;
@@ -307,6 +309,7 @@ static void drain(struct smr *g) {
       rc = smr_net_send(g->net, ev.u.send.to->id, ev.u.send.to->addr,
                         ev.u.send.data, ev.u.send.len);
       if (rc < 0) g->send_dropped++; /* the core repairs lost frames */
+      g->sent = 1;
       break;
     case SMR_EV_DELIVER:
       deliver(g, &ev);
@@ -405,12 +408,21 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   drain(g);
 }
 
+static void on_kick(struct ev_loop *loop, ev_idle *w, int revents) {
+  (void)revents;
+  ev_idle_stop(loop, w);
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
-  (void)loop;
   (void)revents;
   struct smr *g = w->data;
+  g->sent = 0;
   smr_core_flush(g->core, now_ms());
   drain(g);
+  /* Frames queued now are written by the transport's own prepare watcher,
+   * which may only have started during this phase: go round once more
+   * instead of sleeping until the next timer. */
+  if (g->sent) ev_idle_start(loop, &g->kick);
 }
 
 static void net_frame(void *ctx, const char *peer, const uint8_t *frame,
@@ -620,6 +632,11 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
   g->timer.data = g;
   ev_prepare_init(&g->prepare, on_prepare);
   g->prepare.data = g;
+  /* Before the transport's own prepare watcher, which writes out what was
+   * queued: the batch we close here must leave in this iteration. */
+  ev_set_priority(&g->prepare, EV_MAXPRI);
+  ev_idle_init(&g->kick, on_kick);
+  g->kick.data = g;
   ev_prepare_start(g->loop, &g->prepare);
   smr_core_tick(g->core, now_ms());
   drain(g);
@@ -632,6 +649,7 @@ void smr_close(struct smr *g) {
   if (g->loop != NULL) {
     ev_timer_stop(g->loop, &g->timer);
     ev_prepare_stop(g->loop, &g->prepare);
+    ev_idle_stop(g->loop, &g->kick);
   }
   smr_net_close(g->net);
   smr_core_destroy(g->core);
