@@ -333,6 +333,13 @@ static int bulk_hdr_done(struct resp_parser *p) {
   return 0;
 }
 
+static int stuck_error(struct resp_parser *p) {
+  return proto_error(p, p->stuck_what == STUCK_INLINE ? "too big inline request"
+                        : p->stuck_what == STUCK_MBULK
+                            ? "too big mbulk count string"
+                            : "too big bulk count string");
+}
+
 /* Reads header bytes of data[*i..len) up to the \r.  Returns 1 when the
  * line is complete (\r consumed), 0 when it needs more, <0 on error. */
 static int read_header(struct resp_parser *p, const uint8_t *data, size_t len,
@@ -348,7 +355,7 @@ static int read_header(struct resp_parser *p, const uint8_t *data, size_t len,
     p->stuck_what = stuck_what;
     p->state = ST_STUCK;
     *i += (size_t)(nul - from);
-    return 0;
+    return p->stuck_len > RESP_INLINE_MAX ? stuck_error(p) : 0;
   }
   if (p->hdr_len < sizeof p->hdr) {
     size_t k = sizeof p->hdr - p->hdr_len;
@@ -395,6 +402,10 @@ int resp_parse(struct resp_parser *p, const uint8_t *data, size_t len,
           p->stuck_what = STUCK_INLINE;
           p->state = ST_STUCK;
           i += (size_t)(nul - from);
+          if (p->stuck_len > RESP_INLINE_MAX) {
+            r = stuck_error(p);
+            goto out;
+          }
           break;
         }
         if (p->buf_len + n > RESP_INLINE_MAX) {
@@ -496,14 +507,11 @@ int resp_parse(struct resp_parser *p, const uint8_t *data, size_t len,
       }
 
       case ST_STUCK:
-        /* Everything until the limit is swallowed. */
+        /* Everything until the limit is swallowed (stuck_len <= limit). */
+        smr_assert(p->stuck_len <= RESP_INLINE_MAX);
         if (p->stuck_len + (len - i) > RESP_INLINE_MAX) {
           i += RESP_INLINE_MAX + 1 - p->stuck_len;
-          r = proto_error(p, p->stuck_what == STUCK_INLINE
-                                 ? "too big inline request"
-                             : p->stuck_what == STUCK_MBULK
-                                 ? "too big mbulk count string"
-                                 : "too big bulk count string");
+          r = stuck_error(p);
           goto out;
         }
         p->stuck_len += len - i;

@@ -325,7 +325,7 @@ static void check_raw(const void *raw, size_t len, enum cmp mode,
   send_all(R.fd, raw, len);
   rl = read_replies(R.fd, o.replies, o.proto_error);
   if (mode == EXACT) {
-    if (rl != o.out.len || memcmp(R.in, o.out.data, rl) != 0) {
+    if (rl != o.out.len || (rl && memcmp(R.in, o.out.data, rl) != 0)) {
       print_error("MISMATCH for %s\n  redis: %.*s\n  ours:  %.*s\n", what,
                   (int)rl, (const char *)R.in, (int)o.out.len,
                   (const char *)o.out.data);

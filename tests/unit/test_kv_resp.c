@@ -111,7 +111,7 @@ static void expect_bin(const void *data, size_t len, const char *args,
   struct parsed whole, other;
   parse_chunked(NULL, data, len, 0, &whole);
   if (whole.args.len != alen ||
-      memcmp(whole.args.data, args, whole.args.len) != 0)
+      (alen && memcmp(whole.args.data, args, alen) != 0))
     fail_msg("requests: got \"%.*s\", want \"%s\"", (int)whole.args.len,
              (const char *)whole.args.data, args);
   if (err) {
@@ -279,6 +279,17 @@ static void test_inline_limits(void **state) {
   parse_chunked(NULL, big, n, 1000, &o);
   assert_int_equal(o.err, -EPROTO);
   assert_string_equal(o.errmsg, "-ERR Protocol error: too big inline request\r\n");
+  parsed_free(&o);
+  /* A NUL after more than the limit, in one chunk: the error at once. */
+  memset(big, 'c', n);
+  big[RESP_INLINE_MAX + 5] = 0;
+  parse_chunked(NULL, big, RESP_INLINE_MAX + 6, 0, &o);
+  assert_string_equal(o.errmsg, "-ERR Protocol error: too big inline request\r\n");
+  parsed_free(&o);
+  memcpy(big, "*1\r\n$", 6);
+  parse_chunked(NULL, big, RESP_INLINE_MAX + 6, 0, &o);
+  assert_string_equal(o.errmsg,
+                      "-ERR Protocol error: too big bulk count string\r\n");
   parsed_free(&o);
   /* A header line without \r. */
   memset(big, '1', n);
