@@ -11,7 +11,11 @@
  * with Redis's quirks kept: a negative LIMIT offset gives nothing, a
  * negative count means no limit, LIMIT 0 -1 is accepted with a rank range,
  * and score bounds are parsed with strtod as Redis does ("(" alone is
- * "greater than 0"). */
+ * "greater than 0").  BYLEX is defined, as in Redis, for sets whose
+ * members all have the same score; with mixed scores Redis's answer
+ * depends on its internal encoding (a linear scan for small sets, a
+ * skiplist descent for large ones) and ours is the skiplist descent's,
+ * always (deterministic, but it may differ from a small Redis set's). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -49,6 +49,12 @@
  * keys still vanish for clients (lazy expiry), they only take memory and
  * count in DBSIZE/INFO until touched.
  *
+ * Errors: apply() returns 0 whatever the command's reply (error replies
+ * included), or -ENOMEM when memory ran out in the middle of a command.
+ * The state may then hold part of that command, so the member must stop
+ * applying and get its state from the group again (restart, rejoin).
+ * query() fails only with -ENOMEM and never changes the state.
+ *
  * Snapshots are a copy made at snapshot_open (O(state) memory and time,
  * the keys sorted, in the event loop's thread); the image format is in
  * snapshot.c.  restore_begin() empties the service at once; a refused
@@ -57,7 +63,9 @@
  * Digest: SHA-256 over "smr-kv digest 1\n" and the canonical record stream
  * (snapshot.c), so replicas whose states are logically equal (same keys,
  * values, expiry times and client-visible orders) have equal digests,
- * whatever their histories, hash seeds or memory layouts.  The order of
+ * whatever their histories, hash seeds or memory layouts.  It costs a pass
+ * over the whole state and a sort of the keys, like a snapshot, without
+ * the copy.  The order of
  * set members and hash fields is client-visible (SMEMBERS, HGETALL, SPOP),
  * so it is part of the state; the order of keys is not. */
 #ifndef SMR_KV_KV_H
