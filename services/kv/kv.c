@@ -37,6 +37,7 @@ struct kv_service {
   struct kv_restore *restore;
   uint64_t restore_off;
   int restoring;
+  int restore_err; /* why the restore in progress was refused, or 0 */
   char restore_why[192];
 };
 
@@ -310,30 +311,32 @@ static void svc_snapshot_close(void *p, void *s) {
 /* ------------------------------------------------------------------------
  * Restore */
 
-static void restore_refused(struct kv_service *svc) {
-  const char *why = kv_restore_error(svc->restore);
-  snprintf(svc->restore_why, sizeof svc->restore_why, "%s",
-           why ? why : "kv snapshot refused");
+/* Ends the restore in progress with error err (the reason comes from the
+ * decoder unless given); the service stays empty. */
+static int restore_refused(struct kv_service *svc, int err, const char *why) {
+  if (!why && svc->restore) why = kv_restore_error(svc->restore);
+  if (!svc->restore_why[0])
+    snprintf(svc->restore_why, sizeof svc->restore_why, "%s",
+             why ? why : "kv snapshot refused");
   kv_restore_free(svc->restore);
   svc->restore = NULL;
+  svc->restore_err = err;
+  kv_store_clear(svc->store);
+  return err;
 }
 
 static int svc_restore_begin(void *p) {
   struct kv_service *svc = p;
-  struct kv_store *empty = kv_store_new(svc->seed);
-  if (!empty) return -ENOMEM;
-  kv_store_free(svc->store);
-  svc->store = empty;
+  /* Empty at once: whatever happens next, the old state is gone. */
+  kv_store_clear(svc->store);
   kv_restore_free(svc->restore);
   svc->restore = kv_restore_new(svc->seed);
   svc->restore_off = 0;
   svc->restore_why[0] = 0;
+  svc->restore_err = 0;
   svc->restoring = 1;
-  if (!svc->restore) {
-    snprintf(svc->restore_why, sizeof svc->restore_why,
-             "kv snapshot refused: out of memory");
-    return -ENOMEM;
-  }
+  if (!svc->restore)
+    return restore_refused(svc, -ENOMEM, "kv snapshot refused: out of memory");
   return 0;
 }
 
@@ -342,20 +345,17 @@ static int svc_restore_chunk(void *p, uint64_t off, const uint8_t *buf,
   struct kv_service *svc = p;
   int r;
   if (!svc->restoring) return -EINVAL;
-  if (!svc->restore) return -EBADMSG; /* refused already */
+  if (svc->restore_err) return svc->restore_err; /* refused already */
   if (off != svc->restore_off) {
-    snprintf(svc->restore_why, sizeof svc->restore_why,
+    char why[128];
+    snprintf(why, sizeof why,
              "kv snapshot refused: chunk at offset %llu, expected %llu",
              (unsigned long long)off, (unsigned long long)svc->restore_off);
-    kv_restore_free(svc->restore);
-    svc->restore = NULL;
+    restore_refused(svc, -EBADMSG, why);
     return -EINVAL;
   }
   r = kv_restore_feed(svc->restore, buf, len);
-  if (r) {
-    restore_refused(svc);
-    return r;
-  }
+  if (r) return restore_refused(svc, r, NULL);
   svc->restore_off += len;
   return 0;
 }
@@ -366,12 +366,9 @@ static int svc_restore_end(void *p) {
   int r;
   if (!svc->restoring) return -EINVAL;
   svc->restoring = 0;
-  if (!svc->restore) return -EBADMSG;
+  if (svc->restore_err) return svc->restore_err;
   r = kv_restore_finish(svc->restore, &s);
-  if (r) {
-    restore_refused(svc);
-    return r;
-  }
+  if (r) return restore_refused(svc, r, NULL);
   kv_restore_free(svc->restore);
   svc->restore = NULL;
   kv_store_free(svc->store);
