@@ -379,6 +379,10 @@ static void drain(struct smr *g) {
     }
   }
   sync_store(g);
+  /* A state transfer (snapshot or delta) may have just completed. */
+  struct smr_core_status cs;
+  smr_core_status(g->core, &cs);
+  g->needs_state = !cs.has_state;
   if (g->checkpoint_due && !g->needs_state) take_checkpoint(g);
   if (g->leave_due) {
     g->leave_due = 0;

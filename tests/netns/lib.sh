@@ -39,13 +39,25 @@ netns_exec() {
   ip netns exec "$(netns_name "$host")" "$@"
 }
 
+# netns_kill PID: SIGKILL and wait (bounded) until it is gone -- it need
+# not be our child, so `wait` cannot do it.
+netns_kill() {
+  local pid=$1 n
+  kill -KILL "$pid" 2>/dev/null || return 0
+  for ((n = 0; n < 100; n++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    # A zombie is dead too (its reaper may be slow or absent).
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
+    sleep 0.05
+  done
+  echo "netns_kill: $pid did not die" >&2
+  return 1
+}
+
 netns_cleanup() {
   local pid
   for pid in "${NETNS_PIDS[@]}"; do
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  for pid in "${NETNS_PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
+    netns_kill "$pid" || true
   done
   local ns
   for ns in $(ip netns list | awk '{print $1}' | grep "^${NETNS_P}-" || true); do
