@@ -485,7 +485,14 @@ static void expire_generic(struct kv_ctx *c, int64_t base, int seconds) {
     else if (kv_arg_is(c, j, "gt")) flags |= EXP_GT;
     else if (kv_arg_is(c, j, "lt")) flags |= EXP_LT;
     else {
-      kv_reply_errorf(c, "ERR Unsupported option %s", (const char *)c->argv[j]);
+      /* The option in full (up to a NUL), as Redis prints it. */
+      struct smr_buf b = {0};
+      if (smr_buf_append(&b, "ERR Unsupported option ", 23) ||
+          smr_buf_append(&b, c->argv[j], strlen((const char *)c->argv[j])))
+        kv_reply_oom(c);
+      else
+        chk(c, resp_add_error_len(c->reply, (const char *)b.data, b.len));
+      smr_buf_free(&b);
       return;
     }
   }

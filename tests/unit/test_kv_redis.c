@@ -704,6 +704,14 @@ static void test_unknown_command_text(void **state) {
     }
   }
 #define RAW(s) s, sizeof s - 1
+  {
+    char line[1200];
+    check_cmd("SET k v", EXACT);
+    memcpy(line, "EXPIRE k 10 ", 12);
+    memset(line + 12, 'Z', 1000);
+    line[1012] = 0;
+    check_cmd(line, EXACT); /* a long option is quoted in full */
+  }
   check_raw(RAW("*3\r\n$4\r\nfo\0o\r\n$3\r\na\0b\r\n$1\r\nc\r\n"), EXACT,
             "NUL in an unknown command");
   check_raw(RAW("*2\r\n$4\r\nfo\ro\r\n$3\r\na\nb\r\n"), EXACT,
