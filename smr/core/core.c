@@ -350,6 +350,7 @@ struct smr_core {
   /* Counters. */
   uint64_t views_installed, delivered_total, suspicions;
   uint64_t refused; /* well-formed frames whose content made no sense */
+  uint64_t stalls;  /* times we were not driven for suspect_ms / 2 */
 
   /* Outputs. */
   struct outev *out;
@@ -386,6 +387,15 @@ static void out_begin(struct smr_core *c) {
 /* Moves the clock.  The first input starts every timer: a core may be
  * created long before it is first driven. */
 static void advance(struct smr_core *c, uint64_t now) {
+  /* We were not driven for a long while (the process was paused or its
+   * loop blocked on a slow disk): the silence we would now hold against
+   * the others is our own.  Give every peer a fresh window instead of
+   * suspecting them all at once. */
+  if (c->started && now > c->now + c->suspect_ms / 2) {
+    for (uint32_t r = 0; r < c->view.n; r++)
+      if (c->peers[r].last_heard < now) c->peers[r].last_heard = now;
+    c->stalls++;
+  }
   if (now > c->now) c->now = now;
   if (c->started) return;
   c->started = 1;

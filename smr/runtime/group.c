@@ -202,6 +202,7 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
 static void take_checkpoint(struct smr *g) {
   g->checkpoint_due = 0;
   g->since_checkpoint = 0;
+  uint64_t t0 = now_ms();
   int rc = smr_store_sync(g->store);
   if (rc == 0) rc = smr_store_checkpoint(g->store, g->applied, g->hash);
   if (rc < 0) {
@@ -209,6 +210,8 @@ static void take_checkpoint(struct smr *g) {
          strerror(-rc));
     return;
   }
+  glog(g, SMR_LOG_INFO, "checkpoint at %" PRIu64 " took %" PRIu64 " ms",
+       g->applied, now_ms() - t0);
   uint8_t m[1 + 8 + SMR_ID_MAX - 1 + SMR_DIGEST_LEN];
   memset(m, 0, sizeof(m));
   m[0] = CTL_DIGEST;
@@ -546,7 +549,9 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
       .dir = g->data_dir,
       .group = g->group,
       .durable = cfg->durable,
-      .retain = g->cfg.checkpoint_every,
+      /* Deltas for members that were away briefly; longer absences get
+       * the snapshot.  Bounded, because compaction copies them. */
+      .retain = g->cfg.checkpoint_every < 8192 ? g->cfg.checkpoint_every : 8192,
       .svc = cfg->service,
       .svc_ctx = cfg->service_ctx,
       .replay = store_replay,

@@ -69,7 +69,7 @@ heartbeat_ms = 20
 suspect_ms = 300
 [durability]
 mode = fsync
-checkpoint_every = 5000
+checkpoint_every = 20000
 [service]
 port = 6379
 EOF
@@ -86,6 +86,11 @@ ctl() { # i args...
   local i=$1
   shift
   "$SMRCTL" -s "$WORK/d$i/admin.sock" "$@"
+}
+leader_of() { # i: the primary member i knows of, as a number
+  local l
+  l=$(ctl "$1" status --json 2>/dev/null | sed -n 's/.*"leader":"n\([0-9]*\)".*/\1/p')
+  echo "${l:-$1}"
 }
 cli() { # i args... (from the client host)
   local i=$1
@@ -125,14 +130,21 @@ else
 fi
 
 # ---- 2. a backup killed under load rejoins ---------------------------------
+p=$(leader_of 1)
+b=$((p % 3 + 1))
 acked=$WORK/acked
 : >"$acked"
-writer() { # writes k0..k(N-1); records the acknowledged ones
-  local k
+writer() { # writes key:0..399 through whichever member is primary;
+           # records the acknowledged ones
+  local k w=$p tries
   for ((k = 0; k < 400; k++)); do
-    if [[ $(netns_exec c redis-cli -h "$(netns_ip "$p")" set "key:$k" "v$k" 2>/dev/null) == OK ]]; then
-      echo "key:$k v$k" >>"$acked"
-    fi
+    for ((tries = 0; tries < 50; tries++)); do
+      if [[ $(netns_exec c redis-cli -h "$(netns_ip "$w")" set "key:$k" "v$k" 2>/dev/null) == OK ]]; then
+        echo "key:$k v$k" >>"$acked"
+        break
+      fi
+      w=$(leader_of "$w") # moved, or changing views: ask again
+    done
   done
 }
 writer &
@@ -153,8 +165,7 @@ for i in 1 2 3; do start "$i"; done
 for i in 1 2 3; do
   netns_wait_for 30 "n$i in a view after the total restart" in_view_of "$i" 3
 done
-primary=$(ctl 1 status --json | sed 's/.*"leader":"\([^"]*\)".*/\1/')
-p=${primary#n}
+p=$(leader_of 1)
 lost=0
 while read -r key val; do
   [[ $(cli "$p" get "$key") == "$val" ]] || lost=$((lost + 1))
