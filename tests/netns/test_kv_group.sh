@@ -43,6 +43,7 @@ cleanup() {
 }
 netns_setup 3
 trap cleanup EXIT
+trap 'exit 1' TERM INT
 
 failures=0
 pass() { echo "PASS: $*"; }
@@ -95,7 +96,7 @@ leader_of() { # i: the primary member i knows of, as a number
 cli() { # i args... (from the client host)
   local i=$1
   shift
-  netns_exec c redis-cli -h "$(netns_ip "$i")" -p 6379 "$@"
+  netns_exec c timeout 5 redis-cli -h "$(netns_ip "$i")" -p 6379 "$@"
 }
 in_view_of() { # i n: member i is in a running view of n members
   ctl "$1" status --json | grep -q "\"role\":\"\\(primary\\|backup\\)\"" &&
@@ -139,7 +140,7 @@ writer() { # writes key:0..399 through whichever member is primary;
   local k w=$p tries
   for ((k = 0; k < 400; k++)); do
     for ((tries = 0; tries < 50; tries++)); do
-      if [[ $(netns_exec c redis-cli -h "$(netns_ip "$w")" set "key:$k" "v$k" 2>/dev/null) == OK ]]; then
+      if [[ $(netns_exec c timeout 5 redis-cli -h "$(netns_ip "$w")" set "key:$k" "v$k" 2>/dev/null) == OK ]]; then
         echo "key:$k v$k" >>"$acked"
         break
       fi
