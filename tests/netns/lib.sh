@@ -95,7 +95,7 @@ netns_setup() {
 netns_spawn() { # HOST LOGFILE cmd...
   local host=$1 log=$2
   shift 2
-  ip netns exec "$(netns_name "$host")" "$@" >"$log" 2>&1 &
+  ip netns exec "$(netns_name "$host")" "$@" >>"$log" 2>&1 &
   NETNS_PIDS+=($!)
   echo $!
 }
