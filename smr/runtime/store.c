@@ -75,6 +75,11 @@ struct delivered_ix {
   uint64_t off; /* of its frame in the log file */
 };
 
+struct obuf {
+  uint8_t *p;
+  size_t len, cap;
+};
+
 struct smr_store {
   struct smr_store_config cfg;
   char dir[4096];
@@ -82,8 +87,7 @@ struct smr_store {
   uint64_t group_hash;
   uint64_t incarnation;
   /* Write buffer and sync state. */
-  uint8_t *wbuf;
-  size_t wlen, wcap;
+  struct obuf w;
   int dirty;           /* written since the last sync */
   uint64_t log_size;   /* bytes in the log file */
   /* Recovered data handed to the core (freed at the first checkpoint). */
@@ -196,9 +200,24 @@ static int read_file(const char *file, uint8_t **out, size_t *len) {
   return 0;
 }
 
-/* Encodes a record frame and appends it to the write buffer. */
-static int append(struct smr_store *s, uint8_t type, uint64_t epoch,
-                  const struct smr_wire_msg *m, uint64_t *off) {
+/* A growing output buffer: the log's write buffer, the checkpoint and the
+ * compacted log are built in one. */
+static int obuf_put(struct obuf *o, const uint8_t *d, size_t n) {
+  if (o->len + n > o->cap) {
+    size_t c = o->cap ? o->cap : 65536;
+    while (c < o->len + n) c *= 2;
+    uint8_t *np = realloc(o->p, c);
+    if (np == NULL) return -ENOMEM;
+    o->p = np;
+    o->cap = c;
+  }
+  memcpy(o->p + o->len, d, n);
+  o->len += n;
+  return 0;
+}
+
+static int obuf_frame(struct smr_store *s, struct obuf *o, uint8_t type,
+                      uint64_t epoch, const struct smr_wire_msg *m) {
   struct smr_wire_hdr h;
   memset(&h, 0, sizeof(h));
   h.type = type;
@@ -208,18 +227,27 @@ static int append(struct smr_store *s, uint8_t type, uint64_t epoch,
   strcpy(h.from, STORE_ID);
   size_t need = smr_wire_size(&h, m);
   if (need == 0) return -EINVAL;
-  if (s->wlen + need > s->wcap) {
-    size_t c = s->wcap ? s->wcap : 65536;
-    while (c < s->wlen + need) c *= 2;
-    uint8_t *nb = realloc(s->wbuf, c);
-    if (nb == NULL) return -ENOMEM;
-    s->wbuf = nb;
-    s->wcap = c;
+  if (o->len + need > o->cap) {
+    size_t c = o->cap ? o->cap : 65536;
+    while (c < o->len + need) c *= 2;
+    uint8_t *np = realloc(o->p, c);
+    if (np == NULL) return -ENOMEM;
+    o->p = np;
+    o->cap = c;
   }
-  size_t n = smr_wire_encode(s->wbuf + s->wlen, need, &h, m);
+  size_t n = smr_wire_encode(o->p + o->len, need, &h, m);
   if (!ALWAYS(n == need)) return -EINVAL;
-  if (off != NULL) *off = s->log_size + s->wlen;
-  s->wlen += n;
+  o->len += n;
+  return 0;
+}
+
+/* Encodes a record frame and appends it to the write buffer. */
+static int append(struct smr_store *s, uint8_t type, uint64_t epoch,
+                  const struct smr_wire_msg *m, uint64_t *off) {
+  size_t at = s->w.len;
+  int rc = obuf_frame(s, &s->w, type, epoch, m);
+  if (rc < 0) return rc;
+  if (off != NULL) *off = s->log_size + at;
   s->records++;
   return 0;
 }
@@ -685,7 +713,7 @@ void smr_store_close(struct smr_store *s) {
   free(s->ent_data);
   free(s->ent_off);
   free(s->dix);
-  free(s->wbuf);
+  free(s->w.p);
   free(s->rbuf);
   free(s);
 }
@@ -780,11 +808,11 @@ int smr_store_restored(struct smr_store *s, uint64_t pos, uint64_t hash) {
 }
 
 int smr_store_sync(struct smr_store *s) {
-  if (s->wlen > 0) {
-    int rc = write_all(s->log_fd, s->wbuf, s->wlen);
+  if (s->w.len > 0) {
+    int rc = write_all(s->log_fd, s->w.p, s->w.len);
     if (rc < 0) return rc;
-    s->log_size += s->wlen;
-    s->wlen = 0;
+    s->log_size += s->w.len;
+    s->w.len = 0;
     s->dirty = 1;
   }
   if (s->dirty && s->cfg.durable) {
@@ -800,16 +828,16 @@ int smr_store_sync(struct smr_store *s) {
 static long frame_at(struct smr_store *s, uint64_t off) {
   if (off >= s->log_size) {
     size_t b = (size_t)(off - s->log_size);
-    if (b >= s->wlen) return -ENOENT;
-    long fl = smr_wire_frame_len(s->wbuf + b, s->wlen - b);
-    if (fl <= 0 || (size_t)fl > s->wlen - b) return -EIO;
+    if (b >= s->w.len) return -ENOENT;
+    long fl = smr_wire_frame_len(s->w.p + b, s->w.len - b);
+    if (fl <= 0 || (size_t)fl > s->w.len - b) return -EIO;
     if ((size_t)fl > s->rcap) {
       uint8_t *nb = realloc(s->rbuf, (size_t)fl);
       if (nb == NULL) return -ENOMEM;
       s->rbuf = nb;
       s->rcap = (size_t)fl;
     }
-    memcpy(s->rbuf, s->wbuf + b, (size_t)fl);
+    memcpy(s->rbuf, s->w.p + b, (size_t)fl);
     return fl;
   }
   uint8_t head[SMR_WIRE_HDR_FIXED];
@@ -852,52 +880,6 @@ int smr_store_log_read(struct smr_store *s, uint64_t pos,
 /* ------------------------------------------------------------------------
  * Checkpoints and compaction
  * --------------------------------------------------------------------- */
-
-/* Appends a frame to a growing buffer (for the checkpoint and the
- * compacted log). */
-struct obuf {
-  uint8_t *p;
-  size_t len, cap;
-};
-
-static int obuf_put(struct obuf *o, const uint8_t *d, size_t n) {
-  if (o->len + n > o->cap) {
-    size_t c = o->cap ? o->cap : 65536;
-    while (c < o->len + n) c *= 2;
-    uint8_t *np = realloc(o->p, c);
-    if (np == NULL) return -ENOMEM;
-    o->p = np;
-    o->cap = c;
-  }
-  memcpy(o->p + o->len, d, n);
-  o->len += n;
-  return 0;
-}
-
-static int obuf_frame(struct smr_store *s, struct obuf *o, uint8_t type,
-                      uint64_t epoch, const struct smr_wire_msg *m) {
-  struct smr_wire_hdr h;
-  memset(&h, 0, sizeof(h));
-  h.type = type;
-  h.group = s->group_hash;
-  h.epoch = epoch;
-  h.incarnation = s->incarnation;
-  strcpy(h.from, STORE_ID);
-  size_t need = smr_wire_size(&h, m);
-  if (need == 0) return -EINVAL;
-  if (o->len + need > o->cap) {
-    size_t c = o->cap ? o->cap : 65536;
-    while (c < o->len + need) c *= 2;
-    uint8_t *np = realloc(o->p, c);
-    if (np == NULL) return -ENOMEM;
-    o->p = np;
-    o->cap = c;
-  }
-  size_t n = smr_wire_encode(o->p + o->len, need, &h, m);
-  if (!ALWAYS(n == need)) return -EINVAL;
-  o->len += n;
-  return 0;
-}
 
 /* The service image at (pos, hash), as checkpoint frames. */
 static int image(struct smr_store *s, uint64_t pos, uint64_t hash,
@@ -1009,7 +991,7 @@ out:
 }
 
 void smr_store_stats(const struct smr_store *s, struct smr_store_stats *st) {
-  st->log_bytes = s->log_size + s->wlen;
+  st->log_bytes = s->log_size + s->w.len;
   st->fsyncs = s->fsyncs;
   st->checkpoint_pos = s->checkpoint_pos;
   st->records = s->records;
