@@ -426,7 +426,8 @@ out:
 static void set_aside(struct smr_store *s, const char *name) {
   char from[4200], to[4300];
   path(s, from, sizeof(from), name);
-  /* Named after the process that refused it (incarnations only grow). */
+  /* Numbered past every incarnation seen so far, so that the files set
+   * aside by successive processes never collide. */
   snprintf(to, sizeof(to), "%s.corrupt-%" PRIu64, from, s->incarnation + 1);
   if (rename(from, to) == 0)
     slog(s, SMR_LOG_WARN, "kept the refused file as %s", to);
