@@ -449,7 +449,9 @@ static void net_lost(void *ctx, const char *peer) {
 }
 
 static void net_log(void *ctx, const char *line) {
-  glog(ctx, SMR_LOG_WARN, "transport: %s", line);
+  /* Connections coming up are news; everything else is worth a warning. */
+  int level = strncmp(line, "up ", 3) == 0 ? SMR_LOG_INFO : SMR_LOG_WARN;
+  glog(ctx, level, "transport: %s", line);
 }
 
 static void store_log(void *ctx, int level, const char *line) {
