@@ -272,6 +272,7 @@ struct smr_core {
 
   uint64_t now;
   int started;     /* first input seen: timers are based on it */
+  int from_disk;   /* created from our own persisted records */
   enum smr_core_state st;
   int acceptor_ok; /* may act as acceptor of view.epoch */
   uint64_t alive_at; /* RECOVERING: last heard a running member */
@@ -2044,8 +2045,11 @@ static void on_heartbeat(struct smr_core *c, uint32_t from,
  * a trim computed with our zero receipt loses nothing. */
 static int can_adopt(const struct smr_core *c, const struct smr_wire_view *v,
                      uint32_t r) {
-  return c->durable && r != NO_RANK && v->epoch > c->view.epoch &&
-         v->m[r].incarnation < c->self.incarnation;
+  /* Only a disk that has kept everything since our first boot can vouch
+   * that no earlier process of ours acted in v: one that was wiped (or
+   * refused) cannot. */
+  return c->durable && c->from_disk && r != NO_RANK &&
+         v->epoch > c->view.epoch && v->m[r].incarnation < c->self.incarnation;
 }
 
 static void adopt_view(struct smr_core *c, const struct smr_wire_view *v,
@@ -2596,6 +2600,7 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
   c->st = SMR_ST_RECOVERING;
   c->rank = NO_RANK;
 
+  c->from_disk = p != NULL;
   if (p != NULL) {
     /* Back from our own disk: recovering in our last installed view. */
     c->view = p->view;
