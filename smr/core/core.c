@@ -604,6 +604,8 @@ static void persist_entry(struct smr_core *c, uint64_t seq,
  * Invariants of the member's state, checked after every input
  * --------------------------------------------------------------------- */
 
+static int others_have_state(const struct smr_core *c);
+
 #ifndef SMR_NDEBUG
 static void core_check(const struct smr_core *c) {
   smr_assert(c->view.n <= SMR_MAX_MEMBERS);
@@ -638,7 +640,8 @@ static void core_check(const struct smr_core *c) {
   if (c->st == SMR_ST_NORMAL) {
     /* Any reason to change the view wedges at once. */
     smr_assert(c->suspects == 0);
-    smr_assert(!c->leaving);
+    /* Leaving waits in NORMAL only while nobody else has the state. */
+    smr_assert(!c->leaving || !others_have_state(c));
     smr_assert(c->phase == 0);
     smr_assert(c->promised == 0);
     smr_assert(!c->quorum_lost);
@@ -746,12 +749,20 @@ static void suspect(struct smr_core *c, uint32_t r) {
   wedge(c);
 }
 
-/* Members (by rank) that are leaving, as far as we know. */
+/* Members (by rank) that are leaving, as far as we know -- except when the
+ * leavers hold the only copies of the state: they stay until another
+ * member has it. */
 static uint32_t leavers(const struct smr_core *c) {
-  uint32_t m = 0;
-  for (uint32_t r = 0; r < c->view.n; r++)
+  uint32_t m = 0, stateful = 0;
+  for (uint32_t r = 0; r < c->view.n; r++) {
     if (c->peers[r].leaving) m |= 1u << r;
-  if (c->leaving && c->rank != NO_RANK) m |= 1u << c->rank;
+    if (r != c->rank && !(c->peers[r].flags & HB_NO_STATE)) stateful |= 1u << r;
+  }
+  if (c->rank != NO_RANK) {
+    if (c->leaving) m |= 1u << c->rank;
+    if (c->caught_up) stateful |= 1u << c->rank;
+  }
+  if ((stateful & ~m) == 0) return 0;
   return m;
 }
 
@@ -941,6 +952,13 @@ static void prune_joins(struct smr_core *c) {
 static void start_joining(struct smr_core *c,
                           const struct smr_wire_view *target);
 
+/* Does a member of the view other than us hold the service state? */
+static int others_have_state(const struct smr_core *c) {
+  for (uint32_t r = 0; r < c->view.n; r++)
+    if (r != c->rank && !(c->peers[r].flags & HB_NO_STATE)) return 1;
+  return 0;
+}
+
 /* Our payloads that were sent but whose fate we cannot know any more: each
  * is handed back with SMR_EV_DROPPED.  Those never sent stay pending. */
 static void drop_sent(struct smr_core *c) {
@@ -1050,8 +1068,9 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   }
   prune_joins(c);
   send_heartbeat_all(c);
-  /* Still leaving (the view was decided before our request counted). */
-  if (c->leaving) wedge(c);
+  /* Still leaving (the view was decided before our request counted, or we
+   * held the only copy of the state): go once another member has it. */
+  if (c->leaving && others_have_state(c)) wedge(c);
 }
 
 /* Could this decision have come out of our epoch?  A continuing member
@@ -1351,6 +1370,9 @@ static int build_value(struct smr_core *c, struct smr_wire_proposal *v) {
   uint32_t cont = promised & ~leaving & ~excl;
   if (popcount32(cont) < need) cont = promised & ~leaving;
   if (popcount32(cont) < need) return 0;
+  /* A leaving member that is the last to hold the state stays until
+   * another member has it. */
+  if ((cont & ~stateless) == 0) cont |= promised & leaving & ~stateless;
   if ((cont & ~stateless) == 0) return 0;
   /* We are in it, unless we are leaving (then nobody else could lead). */
   if (NEVER(!(cont & (1u << c->rank)) && !c->leaving)) return 0;
@@ -2032,7 +2054,8 @@ static void on_heartbeat(struct smr_core *c, uint32_t from,
     for (uint32_t r = 0; r < c->view.n; r++)
       if (g & (1u << r)) suspect(c, r);
   }
-  if (m->u.hb.flags & (SMR_HB_WEDGED | SMR_HB_LEAVING)) wedge(c);
+  if ((m->u.hb.flags & SMR_HB_WEDGED) || leavers(c)) wedge(c);
+  if (c->leaving && others_have_state(c)) wedge(c);
   update_stable(c);
 }
 
@@ -2294,7 +2317,7 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
     break;
   case SMR_MSG_LEAVE:
     p->leaving = 1;
-    wedge(c);
+    if (leavers(c)) wedge(c);
     break;
   default:
     break;
