@@ -2595,10 +2595,12 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     if (p->has_accepted && (p->accepted.next.epoch != p->view.epoch + 1 ||
                             !proposal_valid(&p->accepted)))
       return cfg_error(err, errlen, "persisted acceptor state is not valid");
+    /* Consecutive; they may start after 1 when the service state (a
+     * checkpoint) already covers the ones before. */
     for (uint32_t i = 0; i < p->n_entries; i++)
-      if (p->entries[i].seq != i + 1 ||
+      if (p->entries[i].seq != p->entries[0].seq + i || p->entries[i].seq == 0 ||
           p->entries[i].sender >= p->view.n)
-        return cfg_error(err, errlen, "persisted entries are not a prefix");
+        return cfg_error(err, errlen, "persisted entries are not consecutive");
   }
 
   struct smr_core *c = calloc(1, sizeof(*c));
@@ -2636,27 +2638,51 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
     c->svc_valid = 1;
     c->pos = p->pos;
     c->hash = p->hash;
-    /* The service state is this view's if the view's start, followed by
-     * the persisted entries it delivered, leads exactly to it.  (The view's
-     * NEEDS_STATE flag says nothing now: the state may have arrived since.) */
+    /* Is the service state this view's?  When the persisted entries start
+     * at 1, the view's start followed by the entries it delivered must lead
+     * exactly to it.  When they start later, a checkpoint of this view
+     * covered the ones before (the runtime checked the checkpoint and the
+     * replay after it), and the state must reach at least that far.  (The
+     * view's NEEDS_STATE flag says nothing now: the state may have arrived
+     * since.) */
+    uint64_t first = p->n_entries ? p->entries[0].seq : 1;
+    uint64_t last = p->n_entries ? p->entries[p->n_entries - 1].seq : 0;
     c->caught_up = 0;
     if (p->pos >= p->view.start_pos) {
       uint64_t d = p->pos - p->view.start_pos;
-      if (d > p->n_entries) {
+      if (p->n_entries && (first > d + 1 || last < d)) {
         free(c);
         return cfg_error(err, errlen,
-                         "state at position %llu is past the persisted log",
-                         (unsigned long long)p->pos);
+                         "state at position %llu does not meet the persisted "
+                         "entries %llu..%llu of epoch %llu",
+                         (unsigned long long)p->pos,
+                         (unsigned long long)first, (unsigned long long)last,
+                         (unsigned long long)p->view.epoch);
       }
-      uint64_t h = p->view.start_hash;
-      for (uint64_t i = 0; i < d; i++)
-        h = smr_chain_hash(h, p->view.start_pos + i + 1, p->entries[i].data,
-                           p->entries[i].len);
-      c->caught_up = h == p->hash;
+      if (p->n_entries > 0 && first == 1 && d > 0) { /* d <= last: checked */
+        uint64_t h = p->view.start_hash;
+        for (uint64_t i = 0; i < d; i++)
+          h = smr_chain_hash(h, p->view.start_pos + i + 1,
+                             p->entries[i].data, p->entries[i].len);
+        c->caught_up = h == p->hash;
+      } else {
+        c->caught_up = d > 0 || p->hash == p->view.start_hash;
+      }
+      if (c->caught_up) {
+        c->delivered = d;
+        c->received = d;
+      }
     }
-    if (c->caught_up) c->delivered = p->pos - p->view.start_pos;
+    if (!c->caught_up && first != 1) {
+      free(c);
+      return cfg_error(err, errlen,
+                       "persisted entries of epoch %llu start at %llu and "
+                       "the service state is not this view's",
+                       (unsigned long long)p->view.epoch,
+                       (unsigned long long)first);
+    }
     for (uint32_t i = 0; i < p->n_entries; i++) {
-      c->received = p->entries[i].seq;
+      if (p->entries[i].seq > c->received) c->received = p->entries[i].seq;
       if (c->caught_up && p->entries[i].seq <= c->delivered) continue;
       struct ent e = {.sender = p->entries[i].sender,
                       .sender_seq = p->entries[i].sender_seq,

@@ -600,6 +600,18 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
     cc.state_hash = rec.hash;
   }
   rc = smr_core_create(&cc, &g->core, err, errlen);
+  if (rc == -EINVAL && cc.restore != NULL) {
+    /* The records do not fit together: like a corrupt file, they are not
+     * trusted, and the member recovers from the group instead. */
+    glog(g, SMR_LOG_ERROR, "%s/log.smr: %s: refused; rejoining the group",
+         g->data_dir, err);
+    /* The service state itself (checkpoint and replay) was checked: the
+     * member asks for what follows it. */
+    cc.restore = NULL;
+    cc.state_pos = g->applied;
+    cc.state_hash = g->hash;
+    rc = smr_core_create(&cc, &g->core, err, errlen);
+  }
   if (rc < 0) {
     smr_close(g);
     return rc;

@@ -102,7 +102,9 @@ struct smr_store {
   int acc_has_value;
   struct smr_wire_proposal acc;
   /* Entries of the current epoch: offsets in the log, for compaction. */
-  uint64_t *ent_off;
+  struct ent_ix {
+    uint64_t seq, off;
+  } *ent_off;
   uint32_t n_ent_off, cap_ent_off;
   /* Retained delivered messages. */
   struct delivered_ix *dix;
@@ -281,12 +283,13 @@ static int keep_entry(struct smr_store *s, uint64_t seq, uint8_t sender,
   s->ent_data[s->n_ents++] = copy;
   if (s->n_ent_off == s->cap_ent_off) {
     uint32_t c = s->cap_ent_off ? s->cap_ent_off * 2 : 64;
-    uint64_t *no = realloc(s->ent_off, c * sizeof(*no));
+    struct ent_ix *no = realloc(s->ent_off, c * sizeof(*no));
     if (no == NULL) return -ENOMEM;
     s->ent_off = no;
     s->cap_ent_off = c;
   }
-  s->ent_off[s->n_ent_off++] = off;
+  s->ent_off[s->n_ent_off].seq = seq;
+  s->ent_off[s->n_ent_off++].off = off;
   return 0;
 }
 
@@ -493,7 +496,8 @@ static int load_log(struct smr_store *s, struct smr_store_recovered *rec,
       struct smr_wire_entry e;
       if (!s->has_view || h.epoch != s->view.epoch) break;
       if (smr_wire_entries_next(&it, &e) &&
-          m.u.order.first_seq == s->n_ents + 1 &&
+          (s->n_ents == 0 ||
+           m.u.order.first_seq == s->ents[s->n_ents - 1].seq + 1) &&
           keep_entry(s, m.u.order.first_seq, e.sender, e.sender_seq, e.data,
                      e.len, off) < 0) {
         free(b);
@@ -771,12 +775,13 @@ int smr_store_entry(struct smr_store *s, uint64_t epoch,
   if (rc < 0) return rc;
   if (s->n_ent_off == s->cap_ent_off) {
     uint32_t c = s->cap_ent_off ? s->cap_ent_off * 2 : 64;
-    uint64_t *no = realloc(s->ent_off, c * sizeof(*no));
+    struct ent_ix *no = realloc(s->ent_off, c * sizeof(*no));
     if (no == NULL) return -ENOMEM;
     s->ent_off = no;
     s->cap_ent_off = c;
   }
-  s->ent_off[s->n_ent_off++] = off;
+  s->ent_off[s->n_ent_off].seq = e->seq;
+  s->ent_off[s->n_ent_off++].off = off;
   return 0;
 }
 
@@ -955,15 +960,24 @@ int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash) {
     if ((rc = obuf_frame(s, &lg, SMR_MSG_PROMISE, s->acc_epoch, &m)) < 0)
       goto out;
   }
+  /* Entries of the epoch that the checkpoint covers are not needed any
+   * more (a restart restores the checkpoint and delivers past it). */
+  uint64_t covered = s->has_view && pos >= s->view.start_pos
+                         ? pos - s->view.start_pos
+                         : 0;
+  uint32_t kept = 0;
   for (uint32_t i = 0; i < s->n_ent_off; i++) {
-    long fl = frame_at(s, s->ent_off[i]);
+    if (s->ent_off[i].seq <= covered) continue;
+    long fl = frame_at(s, s->ent_off[i].off);
     if (fl < 0) {
       rc = (int)fl;
       goto out;
     }
-    s->ent_off[i] = lg.len;
+    s->ent_off[kept].seq = s->ent_off[i].seq;
+    s->ent_off[kept++].off = lg.len;
     if ((rc = obuf_put(&lg, s->rbuf, (size_t)fl)) < 0) goto out;
   }
+  s->n_ent_off = kept;
   for (size_t i = s->dix_head; i < s->n_dix; i++) {
     long fl = frame_at(s, s->dix[i].off);
     if (fl < 0) {

@@ -70,7 +70,7 @@ heartbeat_ms = 20
 suspect_ms = 300
 [durability]
 mode = fsync
-checkpoint_every = 1000000
+checkpoint_every = 20000
 [service]
 port = 6379
 EOF
