@@ -343,6 +343,11 @@ static void test_checkpoint_compacts_and_recovers(void **state) {
   struct smr_store *s = open_store("g", &rec, &rc);
   struct smr_wire_view v = view_of(5);
   smr_store_view(s, &v);
+  /* The view starts at position 0: entry k is delivered at position k. */
+  for (uint64_t q = 1; q <= 45; q++) {
+    struct smr_persisted_entry e = {q, 0, q, 5, (const uint8_t *)"entry"};
+    assert_int_equal(smr_store_entry(s, 5, &e), 0);
+  }
   deliver_range(s, 1, 40);
   assert_int_equal(smr_store_sync(s), 0);
   off_t big = file_size("log.smr");
@@ -364,6 +369,10 @@ static void test_checkpoint_compacts_and_recovers(void **state) {
   assert_int_equal(toy.applied, 45);
   assert_true(rec.has_view);
   assert_int_equal(rec.p.view.epoch, 5);
+  /* The entries the checkpoint covers were dropped by the compaction. */
+  assert_int_equal(rec.p.n_entries, 5);
+  assert_int_equal(rec.p.entries[0].seq, 41);
+  assert_int_equal(rec.p.entries[4].seq, 45);
   smr_store_close(s);
   assert_int_equal(errors, 0);
 }
