@@ -23,9 +23,9 @@
  * A submission whose fate the member cannot learn (it was excluded from
  * the group) gets an error reply; TCP-R will later make that case vanish.
  * A closed client's waiting slots stay allocated until their replies come
- * back (the cookie must stay valid), then go.  The primary also submits an
- * expiry tick every 100 ms, so that expired keys disappear everywhere at
- * the same position. */
+ * back (the cookie must stay valid), then go.  While any key has an expiry
+ * time, the primary also submits an expiry tick every 100 ms, so that
+ * expired keys disappear everywhere at the same position. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
@@ -359,6 +359,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   struct smrd_frontend *f = w->data;
   if (f->role != SMR_ROLE_PRIMARY) return;
+  /* Nothing can expire: no tick (an idle group stays idle, and its disk
+   * is not synced ten times a second for nothing). */
+  if (kv_store_expires(kv_service_store(f->cfg.svc)) == 0) return;
   smr_buf_reset(&f->req);
   if (kv_request_encode_tick(&f->req, wall_ms(), 64) == 0)
     smr_submit(f->cfg.group, f->req.data, f->req.len, &f->tick_cookie);
