@@ -258,6 +258,20 @@ static int append(struct smr_store *s, uint8_t type, uint64_t epoch,
  * Recovery
  * --------------------------------------------------------------------- */
 
+/* Remembers where the entry `seq` of the current epoch is in the log. */
+static int index_entry(struct smr_store *s, uint64_t seq, uint64_t off) {
+  if (s->n_ent_off == s->cap_ent_off) {
+    uint32_t c = s->cap_ent_off ? s->cap_ent_off * 2 : 64;
+    struct ent_ix *no = realloc(s->ent_off, c * sizeof(*no));
+    if (no == NULL) return -ENOMEM;
+    s->ent_off = no;
+    s->cap_ent_off = c;
+  }
+  s->ent_off[s->n_ent_off].seq = seq;
+  s->ent_off[s->n_ent_off++].off = off;
+  return 0;
+}
+
 static int keep_entry(struct smr_store *s, uint64_t seq, uint8_t sender,
                       uint64_t sseq, const uint8_t *data, uint32_t len,
                       uint64_t off) {
@@ -281,16 +295,7 @@ static int keep_entry(struct smr_store *s, uint64_t seq, uint8_t sender,
   e->len = len;
   e->data = copy;
   s->ent_data[s->n_ents++] = copy;
-  if (s->n_ent_off == s->cap_ent_off) {
-    uint32_t c = s->cap_ent_off ? s->cap_ent_off * 2 : 64;
-    struct ent_ix *no = realloc(s->ent_off, c * sizeof(*no));
-    if (no == NULL) return -ENOMEM;
-    s->ent_off = no;
-    s->cap_ent_off = c;
-  }
-  s->ent_off[s->n_ent_off].seq = seq;
-  s->ent_off[s->n_ent_off++].off = off;
-  return 0;
+  return index_entry(s, seq, off);
 }
 
 static void drop_entries(struct smr_store *s) {
@@ -773,16 +778,7 @@ int smr_store_entry(struct smr_store *s, uint64_t epoch,
   uint64_t off;
   int rc = append(s, SMR_MSG_ORDER, epoch, &m, &off);
   if (rc < 0) return rc;
-  if (s->n_ent_off == s->cap_ent_off) {
-    uint32_t c = s->cap_ent_off ? s->cap_ent_off * 2 : 64;
-    struct ent_ix *no = realloc(s->ent_off, c * sizeof(*no));
-    if (no == NULL) return -ENOMEM;
-    s->ent_off = no;
-    s->cap_ent_off = c;
-  }
-  s->ent_off[s->n_ent_off].seq = e->seq;
-  s->ent_off[s->n_ent_off++].off = off;
-  return 0;
+  return index_entry(s, e->seq, off);
 }
 
 int smr_store_delivered(struct smr_store *s, uint64_t pos, const uint8_t *data,
