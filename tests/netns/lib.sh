@@ -14,7 +14,7 @@
 #
 #   netns_setup N             create the network with N members
 #   netns_exec HOST cmd...    run a command in host "n1".."nN" or "c"
-#   netns_spawn HOST LOG cmd  start a background process, remember its pid
+#   netns_spawn HOST LOG cmd  start a background process (pid: NETNS_LAST_PID)
 #   netns_cut i j             drop all traffic between members i and j
 #   netns_heal i j            undo netns_cut
 #   netns_link_down i         unplug member i from the switch (host death)
@@ -92,12 +92,15 @@ netns_setup() {
   netns_add_host c 10.77.0.200
 }
 
-netns_spawn() { # HOST LOGFILE cmd...
+# netns_spawn HOST LOGFILE cmd...: starts it in the background; its pid is
+# left in NETNS_LAST_PID (call it directly, not in $(...): the pid must be
+# recorded in this shell for netns_cleanup to stop it).
+netns_spawn() {
   local host=$1 log=$2
   shift 2
   ip netns exec "$(netns_name "$host")" "$@" >>"$log" 2>&1 &
-  NETNS_PIDS+=($!)
-  echo $!
+  NETNS_LAST_PID=$!
+  NETNS_PIDS+=("$NETNS_LAST_PID")
 }
 
 netns_cut() { # i j: both directions, at member i's host

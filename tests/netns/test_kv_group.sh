@@ -78,7 +78,8 @@ done
 
 declare -A PID
 start() { # i
-  PID[$1]=$(netns_spawn "n$1" "$WORK/log$1" "$SMRD" --config "$WORK/n$1.ini")
+  netns_spawn "n$1" "$WORK/log$1" "$SMRD" --config "$WORK/n$1.ini"
+  PID[$1]=$NETNS_LAST_PID
 }
 stop_kill() { # i
   netns_kill "${PID[$1]}"
