@@ -90,7 +90,6 @@ struct smr {
   struct smr_buf reply;
   uint64_t incarnation;
   uint64_t applied, hash;       /* service state position */
-  uint64_t since_checkpoint;
   int checkpoint_due;
   int unsynced;                 /* records written since the last sync */
   int closing;
@@ -104,7 +103,6 @@ struct smr {
   uint8_t *env;       /* envelope buffer */
   size_t env_cap;
   struct digest_row digests[DIGEST_ROWS];
-  uint64_t checkpoint_at; /* position of a pending group checkpoint */
   int leave_due;          /* leave once this batch of outputs is done */
   int replaying;          /* recovery is replaying the log */
   /* Copies of the configuration's strings. */
@@ -201,7 +199,6 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
  * there (the copies are compared position by position). */
 static void take_checkpoint(struct smr *g) {
   g->checkpoint_due = 0;
-  g->since_checkpoint = 0;
   uint64_t t0 = now_ms();
   int rc = smr_store_sync(g->store);
   if (rc == 0) rc = smr_store_checkpoint(g->store, g->applied, g->hash);
@@ -246,7 +243,7 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
 /* A control message, at position pos, from member `from`. */
 static void control(struct smr *g, uint64_t pos, const char *from,
                     const uint8_t *m, size_t len) {
-  (void)from;
+  (void)pos; /* a checkpoint it asks for is taken at this very position */
   if (len >= 2 && len <= SMR_ID_MAX && m[0] == CTL_LEAVE) {
     /* Asked through the group to leave: the named member goes. */
     if (len - 1 == strlen(g->self_id) &&
@@ -255,7 +252,6 @@ static void control(struct smr *g, uint64_t pos, const char *from,
       g->leave_due = 1;
     }
   } else if (len >= 1 && m[0] == CTL_CHECKPOINT) {
-    g->checkpoint_at = pos;
     g->checkpoint_due = 1;
   } else if (len == 1 + 8 + (SMR_ID_MAX - 1) + SMR_DIGEST_LEN &&
              m[0] == CTL_DIGEST) {
