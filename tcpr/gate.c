@@ -1,0 +1,287 @@
+/* gate.c -- the front of the TCP-R ACK gate (the "Gate" part of tcpr.h):
+ * picks a backend and forwards every call to it.
+ *
+ *   TCPR_GATE_OFF   a handle whose calls all succeed and do nothing (kind
+ *                   "off"): for services run without TCP-R;
+ *   TCPR_GATE_BPF   the tc-BPF program (gate_bpf.c, gate_bpf.bpf.c);
+ *   TCPR_GATE_KMOD  the smr kernel module: not written yet, so -ENOTSUP;
+ *   TCPR_GATE_AUTO  kmod if the module is there (a generic netlink family
+ *                   named "smr_gate", or /sys/module/smr_gate), else bpf.
+ *
+ * Design: a handle is an ops table and the backend's state; the front
+ * checks arguments, the backends do the work.  Nothing here keeps threads
+ * or hidden state, so a forked child (the keeper) can use an inherited
+ * handle.
+ *
+ * Deviation from the feasibility probe (tcp-takeover.md): of the gates
+ * the probe found working (tc-BPF, NFQUEUE, a kernel module), NFQUEUE is
+ * not offered (twice the cost per request, and it needs iptables-legacy
+ * on this kernel); the module, the only one that can send an ACK at the
+ * moment of a release, is detected but not written yet. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
+
+#include "gate_int.h"
+#include "tcpr.h"
+
+struct tcpr_gate {
+  const struct tcpr_gate_ops *ops;
+  void *st;
+};
+
+/* ---- TCPR_GATE_OFF ---- */
+
+static int off_fence(void *st, int fenced) {
+  (void)st;
+  (void)fenced;
+  return 0;
+}
+static int off_conn_open(void *st, uint32_t caddr, uint16_t cport,
+                         uint32_t released, uint8_t rcv_wscale) {
+  (void)st;
+  (void)caddr;
+  (void)cport;
+  (void)released;
+  (void)rcv_wscale;
+  return 0;
+}
+static int off_release(void *st, uint32_t caddr, uint16_t cport,
+                       uint32_t released) {
+  (void)st;
+  (void)caddr;
+  (void)cport;
+  (void)released;
+  return 0;
+}
+static int off_conn(void *st, uint32_t caddr, uint16_t cport) {
+  (void)st;
+  (void)caddr;
+  (void)cport;
+  return 0;
+}
+static int off_stats(void *st, struct tcpr_gate_stats *out) {
+  (void)st;
+  memset(out, 0, sizeof(*out));
+  return 0;
+}
+static void off_close(void *st) { (void)st; }
+
+static const struct tcpr_gate_ops gate_off_ops = {
+    .name = "off",
+    .fence = off_fence,
+    .conn_open = off_conn_open,
+    .release = off_release,
+    .allow_close = off_conn,
+    .conn_close = off_conn,
+    .stats = off_stats,
+    .close = off_close,
+};
+
+/* ---- kernel module detection ---- */
+
+#define KMOD_FAMILY "smr_gate"
+
+/* 1 if the generic netlink family exists (in this network namespace's
+ * view), 0 if not, negative errno if the question could not be asked. */
+static int genl_family_exists(const char *name) {
+  union {
+    char buf[256];
+    struct nlmsghdr align;
+  } req, resp;
+  size_t namelen = strlen(name) + 1;
+  struct nlattr nla;
+  struct nlmsghdr nh;
+  struct genlmsghdr gh;
+  size_t len = NLMSG_LENGTH(GENL_HDRLEN + NLA_ALIGN(NLA_HDRLEN + namelen));
+  if (len > sizeof(req.buf))
+    return -ENAMETOOLONG;
+
+  memset(&req, 0, sizeof(req));
+  memset(&nh, 0, sizeof(nh));
+  nh.nlmsg_len = (uint32_t)len;
+  nh.nlmsg_type = GENL_ID_CTRL;
+  nh.nlmsg_flags = NLM_F_REQUEST;
+  nh.nlmsg_seq = 1;
+  memset(&gh, 0, sizeof(gh));
+  gh.cmd = CTRL_CMD_GETFAMILY;
+  gh.version = 1;
+  nla.nla_len = (uint16_t)(NLA_HDRLEN + namelen);
+  nla.nla_type = CTRL_ATTR_FAMILY_NAME;
+  memcpy(req.buf, &nh, sizeof(nh));
+  memcpy(req.buf + NLMSG_HDRLEN, &gh, sizeof(gh));
+  memcpy(req.buf + NLMSG_HDRLEN + GENL_HDRLEN, &nla, sizeof(nla));
+  memcpy(req.buf + NLMSG_HDRLEN + GENL_HDRLEN + NLA_HDRLEN, name, namelen);
+
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+  if (fd < 0)
+    return -errno;
+  struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.nl_family = AF_NETLINK;
+  int rc;
+  if (sendto(fd, req.buf, len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    rc = -errno;
+    goto out;
+  }
+  ssize_t n = recv(fd, resp.buf, sizeof(resp.buf), MSG_TRUNC);
+  if (n < 0) {
+    rc = -errno;
+    goto out;
+  }
+  if ((size_t)n < NLMSG_HDRLEN) {
+    rc = -EPROTO;
+    goto out;
+  }
+  memcpy(&nh, resp.buf, sizeof(nh));
+  if (nh.nlmsg_type == NLMSG_ERROR) {
+    struct nlmsgerr ne;
+    if ((size_t)n < NLMSG_HDRLEN + sizeof(ne)) {
+      rc = -EPROTO;
+      goto out;
+    }
+    memcpy(&ne, resp.buf + NLMSG_HDRLEN, sizeof(ne));
+    rc = ne.error == -ENOENT ? 0 : (ne.error < 0 ? ne.error : -EPROTO);
+  } else {
+    rc = nh.nlmsg_type == GENL_ID_CTRL ? 1 : -EPROTO;
+  }
+out:
+  close(fd);
+  return rc;
+}
+
+/* A module family that is not netns-aware is invisible from a member's
+ * namespace; /sys/module still shows the module. */
+static int kmod_present(void) {
+  struct stat sb;
+  if (genl_family_exists(KMOD_FAMILY) == 1)
+    return 1;
+  return stat("/sys/module/" KMOD_FAMILY, &sb) == 0;
+}
+
+/* ---- the API ---- */
+
+int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
+                   uint16_t port, struct tcpr_gate **out, char *err,
+                   size_t errlen) {
+  char dummy[1];
+  if (err == NULL || errlen == 0) {
+    err = dummy;
+    errlen = sizeof(dummy);
+  }
+  err[0] = '\0';
+  if (out == NULL) {
+    snprintf(err, errlen, "gate: no handle to return");
+    return -EINVAL;
+  }
+  *out = NULL;
+
+  const struct tcpr_gate_ops *ops = NULL;
+  void *st = NULL;
+  int rc;
+  switch (kind) {
+  case TCPR_GATE_OFF:
+    ops = &gate_off_ops;
+    break;
+  case TCPR_GATE_AUTO:
+    if (kmod_present()) {
+      snprintf(err, errlen,
+               "gate = auto: the smr kernel module is loaded but its "
+               "backend is not written yet");
+      return -ENOTSUP;
+    }
+    rc = tcpr_gate_bpf_open(dev, vip, port, &ops, &st, err, errlen);
+    if (rc < 0)
+      return rc;
+    break;
+  case TCPR_GATE_BPF:
+    rc = tcpr_gate_bpf_open(dev, vip, port, &ops, &st, err, errlen);
+    if (rc < 0)
+      return rc;
+    break;
+  case TCPR_GATE_KMOD:
+    if (kmod_present())
+      snprintf(err, errlen,
+               "gate = kmod: the smr kernel module's backend is not written "
+               "yet");
+    else
+      snprintf(err, errlen, "gate = kmod: the smr kernel module is not loaded");
+    return -ENOTSUP;
+  default:
+    snprintf(err, errlen, "gate: unknown kind %d", (int)kind);
+    return -EINVAL;
+  }
+
+  struct tcpr_gate *g = calloc(1, sizeof(*g));
+  if (g == NULL) {
+    if (ops->close != NULL)
+      ops->close(st);
+    snprintf(err, errlen, "gate: out of memory");
+    return -ENOMEM;
+  }
+  g->ops = ops;
+  g->st = st;
+  *out = g;
+  return 0;
+}
+
+void tcpr_gate_close(struct tcpr_gate *g) {
+  if (g == NULL)
+    return;
+  g->ops->close(g->st);
+  free(g);
+}
+
+const char *tcpr_gate_kind_name(const struct tcpr_gate *g) {
+  return g != NULL ? g->ops->name : "none";
+}
+
+int tcpr_gate_fence(struct tcpr_gate *g, int fenced) {
+  if (g == NULL)
+    return -EINVAL;
+  return g->ops->fence(g->st, fenced);
+}
+
+int tcpr_gate_conn_open(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
+                        uint32_t released, uint8_t rcv_wscale) {
+  if (g == NULL)
+    return -EINVAL;
+  return g->ops->conn_open(g->st, caddr, cport, released, rcv_wscale);
+}
+
+int tcpr_gate_release(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
+                      uint32_t released) {
+  if (g == NULL)
+    return -EINVAL;
+  return g->ops->release(g->st, caddr, cport, released);
+}
+
+int tcpr_gate_allow_close(struct tcpr_gate *g, uint32_t caddr,
+                          uint16_t cport) {
+  if (g == NULL)
+    return -EINVAL;
+  return g->ops->allow_close(g->st, caddr, cport);
+}
+
+int tcpr_gate_conn_close(struct tcpr_gate *g, uint32_t caddr,
+                         uint16_t cport) {
+  if (g == NULL)
+    return -EINVAL;
+  return g->ops->conn_close(g->st, caddr, cport);
+}
+
+int tcpr_gate_stats(struct tcpr_gate *g, struct tcpr_gate_stats *st) {
+  if (g == NULL || st == NULL)
+    return -EINVAL;
+  return g->ops->stats(g->st, st);
+}
