@@ -149,17 +149,34 @@ static int capture_repair(int fd, struct tcpr_tcp_state *st) {
   return 0;
 }
 
+/* An IPv4 address, plain or v4-mapped (a dual-stack listener's). */
+static int v4_of(const struct sockaddr_storage *ss, uint32_t *addr,
+                 uint16_t *port) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    *addr = a->sin_addr.s_addr;
+    *port = ntohs(a->sin_port);
+    return 0;
+  }
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    if (!IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) return -1;
+    memcpy(addr, &a->sin6_addr.s6_addr[12], 4);
+    *port = ntohs(a->sin6_port);
+    return 0;
+  }
+  return -1;
+}
+
 int tcpr_capture(int fd, struct tcpr_tcp_state *st) {
   memset(st, 0, sizeof(*st));
-  struct sockaddr_in l, r;
+  struct sockaddr_storage l, r;
   socklen_t ll = sizeof(l), rl = sizeof(r);
   if (getsockname(fd, (struct sockaddr *)&l, &ll) < 0) return -errno;
   if (getpeername(fd, (struct sockaddr *)&r, &rl) < 0) return -errno;
-  if (l.sin_family != AF_INET || r.sin_family != AF_INET) return -EAFNOSUPPORT;
-  st->laddr = l.sin_addr.s_addr;
-  st->raddr = r.sin_addr.s_addr;
-  st->lport = ntohs(l.sin_port);
-  st->rport = ntohs(r.sin_port);
+  if (v4_of(&l, &st->laddr, &st->lport) < 0 ||
+      v4_of(&r, &st->raddr, &st->rport) < 0)
+    return -EAFNOSUPPORT;
 
   struct tcp_info ti;
   memset(&ti, 0, sizeof(ti));
@@ -211,8 +228,13 @@ static int restore_repair(int fd, const struct tcpr_tcp_state *st,
   if ((rc = sopt_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)) < 0)
     return rc;
 
-  /* The VIP may not be on this host's device yet when we restore. */
-  if ((rc = sopt_int(fd, IPPROTO_IP, IP_FREEBIND, 1)) < 0) return rc;
+  /* The VIP is not on this host's device yet when we restore (a client
+   * segment must not find the VIP before its socket exists): bind to it
+   * anyway (IP_FREEBIND), and let the route lookup accept a source that is
+   * not local (IP_TRANSPARENT; FREEBIND alone gets ENETUNREACH). */
+  if ((rc = sopt_int(fd, IPPROTO_IP, IP_FREEBIND, 1)) < 0 ||
+      (rc = sopt_int(fd, IPPROTO_IP, IP_TRANSPARENT, 1)) < 0)
+    return rc;
   struct sockaddr_in a;
   memset(&a, 0, sizeof(a));
   a.sin_family = AF_INET;

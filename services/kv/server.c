@@ -20,13 +20,29 @@
  *              (the core queues and resubmits); a member that is neither
  *              answers -LOADING until it is.
  *
+ * TCP-R (tcpr/tcpr.h): a connection accepted on the VIP is a gated one.
+ * Its TCP state is captured at accept and submitted (OPEN) before any of
+ * its requests; each request goes to the group as a REQ record with its
+ * stream offsets, and when it is applied the gate releases the client's
+ * bytes up to its end and the reply goes out.  The group's connection
+ * table (conntab.c) holds the offsets and the reply bytes the client may
+ * lack, so when this member becomes primary it restores every connection
+ * of the table (repair.c), resends those bytes and reads on where the
+ * group stopped.  A member that stops being primary drops its gated
+ * connections silently (repair-mode close): the client must not notice.
+ * Graceful closes go through the group too (FIN, QUIT), then FORGET.
+ *
  * A submission whose fate the member cannot learn (it was excluded from
- * the group) gets an error reply; TCP-R will later make that case vanish.
+ * the group) gets an error reply on an ordinary connection; on a gated one
+ * nothing is sent: the connection is dropped silently and the new primary
+ * answers.
  * A closed client's waiting slots stay allocated until their replies come
  * back (the cookie must stay valid), then go.  While any key has an expiry
  * time, the primary also submits an expiry tick every 100 ms, so that
  * expired keys disappear everywhere at the same position. */
 #include <arpa/inet.h>
+#include <inttypes.h>
+#include <sys/random.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -44,6 +60,7 @@
 #include "resp.h"
 #include "smr/frontend.h"
 #include "store.h"
+#include "tcpr.h"
 
 #define READ_CHUNK 65536
 #define MAX_OUT (64u << 20) /* stop reading a client that does not read */
@@ -51,11 +68,26 @@
 
 struct client;
 
+/* What a slot's submission was (gated connections submit records other
+ * than requests; their replies carry a status byte). */
+enum slot_kind { SLOT_PLAIN = 0, SLOT_OPEN, SLOT_REQ, SLOT_FIN, SLOT_OTHER };
+
 struct slot {
   struct client *c;
   struct slot *next;
   int ready;
+  enum slot_kind kind;
+  uint64_t end;           /* SLOT_REQ: stream offset past the request */
   struct smr_buf reply;
+};
+
+/* A submission held back by the test-only replication delay, or by the
+ * group's flow control (EAGAIN). */
+struct held {
+  struct held *next;
+  struct slot *s;
+  double due;
+  struct smr_buf rec;
 };
 
 struct client {
@@ -70,6 +102,15 @@ struct client {
   struct smr_buf out;
   size_t out_off;
   struct client *prev, *next;
+  /* Gated (TCP-R) connections only. */
+  int gated;
+  uint64_t id;
+  struct tcpr_tcp_state tcp;
+  uint64_t sent_off;   /* reply stream bytes handed to the kernel */
+  uint64_t acked_told; /* acknowledged offset last told to the group */
+  int fin;             /* the client closed; FIN record submitted */
+  int finishing;       /* close once every slot is flushed */
+  int finished;        /* shutdown done, FORGET submitted */
 };
 
 struct smrd_frontend {
@@ -81,7 +122,11 @@ struct smrd_frontend {
   struct client *clients;
   uint64_t n_clients;
   struct smr_buf req;    /* request encoding scratch */
+  struct smr_buf rec;    /* record encoding scratch */
   int tick_cookie;       /* its address marks our expiry ticks */
+  struct held *held, *held_tail; /* in submission order */
+  ev_timer held_w;
+  uint64_t n_gated, restore_failures;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -99,6 +144,72 @@ static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------
+ * Submission (through the test-only delay and flow control)
+ * --------------------------------------------------------------------- */
+
+static double now_s(struct smrd_frontend *f) { return ev_now(f->cfg.loop); }
+
+static void held_arm(struct smrd_frontend *f);
+
+/* Submits rec for slot s, or holds it (delay, or the group is full).
+ * Returns 0 or a negative errno other than EAGAIN (nothing held then). */
+static int submit(struct smrd_frontend *f, struct slot *s,
+                  const struct smr_buf *rec) {
+  if (f->held == NULL && f->cfg.replication_delay_ms == 0) {
+    int rc = smr_submit(f->cfg.group, rec->data, rec->len, s);
+    if (rc != -EAGAIN) return rc;
+  }
+  struct held *h = calloc(1, sizeof(*h));
+  if (h == NULL) return -ENOMEM;
+  h->s = s;
+  h->due = now_s(f) + f->cfg.replication_delay_ms / 1000.0;
+  if (smr_buf_append(&h->rec, rec->data, rec->len) < 0) {
+    free(h);
+    return -ENOMEM;
+  }
+  if (f->held_tail) f->held_tail->next = h;
+  else f->held = h;
+  f->held_tail = h;
+  held_arm(f);
+  return 0;
+}
+
+static void slot_error(struct slot *s, const char *msg);
+static void client_flush(struct client *c);
+static void slot_dropped(struct smrd_frontend *f, struct slot *s);
+
+/* Submits what is due, in order, until the group pushes back. */
+static void held_run(struct smrd_frontend *f) {
+  while (f->held != NULL && f->held->due <= now_s(f) + 1e-4) {
+    struct held *h = f->held;
+    int rc = smr_submit(f->cfg.group, h->rec.data, h->rec.len, h->s);
+    if (rc == -EAGAIN) break; /* retried on the next reply */
+    f->held = h->next;
+    if (f->held == NULL) f->held_tail = NULL;
+    if (rc < 0) slot_dropped(f, h->s);
+    smr_buf_free(&h->rec);
+    free(h);
+  }
+  held_arm(f);
+}
+
+static void on_held(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  held_run(w->data);
+}
+
+static void held_arm(struct smrd_frontend *f) {
+  ev_timer_stop(f->cfg.loop, &f->held_w);
+  if (f->held == NULL) return;
+  double after = f->held->due - now_s(f);
+  /* Waiting for the group's flow control: poll a little too. */
+  if (after < 0.001) after = 0.001;
+  ev_timer_set(&f->held_w, after, 0);
+  ev_timer_start(f->cfg.loop, &f->held_w);
 }
 
 /* ------------------------------------------------------------------------
@@ -122,13 +233,58 @@ static void client_free(struct client *c) {
   free(c);
 }
 
-/* The socket goes now; the struct when no reply is still awaited. */
+static struct slot *slot_new(struct client *c);
+
+/* A gated connection whose socket went: the group forgets it. */
+static void gated_forget(struct client *c) {
+  struct smrd_frontend *f = c->f;
+  if (c->finished) return;
+  c->finished = 1;
+  struct slot *s = slot_new(c);
+  if (s == NULL) return;
+  s->kind = SLOT_OTHER;
+  smr_buf_reset(&f->rec);
+  if (tcpr_rec_forget(&f->rec, c->id) == 0 && submit(f, s, &f->rec) == 0)
+    c->waiting++;
+  else
+    s->ready = 1;
+}
+
+/* The socket goes now; the struct when no reply is still awaited.  A gated
+ * connection closes gracefully: the gate lets its FIN through, shutdown()
+ * sends it whatever the keeper holds, and the group forgets it. */
 static void client_close(struct client *c) {
+  struct smrd_frontend *f = c->f;
   if (!c->closed) {
-    ev_io_stop(c->f->cfg.loop, &c->rw);
-    ev_io_stop(c->f->cfg.loop, &c->ww);
+    ev_io_stop(f->cfg.loop, &c->rw);
+    ev_io_stop(f->cfg.loop, &c->ww);
+    if (c->gated) {
+      tcpr_gate_allow_close(f->cfg.gate, c->tcp.raddr, c->tcp.rport);
+      shutdown(c->fd, SHUT_WR);
+      tcpr_keeper_drop(f->cfg.keeper, c->id);
+      tcpr_gate_conn_close(f->cfg.gate, c->tcp.raddr, c->tcp.rport);
+      f->n_gated--;
+    }
     close(c->fd);
     c->closed = 1;
+    if (c->gated) gated_forget(c);
+  }
+  if (c->waiting == 0) client_free(c);
+}
+
+/* Drops a gated connection without a sound (this member is no longer the
+ * primary; the new one restores it). */
+static void client_drop_silently(struct client *c) {
+  struct smrd_frontend *f = c->f;
+  if (!c->closed) {
+    ev_io_stop(f->cfg.loop, &c->rw);
+    ev_io_stop(f->cfg.loop, &c->ww);
+    tcpr_close_silently(c->fd); /* repair mode first: the keeper's copy */
+    tcpr_keeper_drop(f->cfg.keeper, c->id); /* closes silently too */
+    tcpr_gate_conn_close(f->cfg.gate, c->tcp.raddr, c->tcp.rport);
+    f->n_gated--;
+    c->closed = 1;
+    c->finished = 1; /* the group keeps it, for the next primary */
   }
   if (c->waiting == 0) client_free(c);
 }
@@ -144,16 +300,18 @@ static void client_write(struct client *c) {
       return;
     }
     c->out_off += (size_t)w;
+    c->sent_off += (uint64_t)w;
   }
   if (c->out_off == c->out.len) {
     smr_buf_reset(&c->out);
     c->out_off = 0;
     ev_io_stop(c->f->cfg.loop, &c->ww);
-    if (c->close_after) {
+    if (c->close_after || (c->finishing && c->head == NULL)) {
       client_close(c);
       return;
     }
-    if (!ev_is_active(&c->rw)) ev_io_start(c->f->cfg.loop, &c->rw);
+    if (!ev_is_active(&c->rw) && !c->fin)
+      ev_io_start(c->f->cfg.loop, &c->rw);
   } else {
     ev_io_start(c->f->cfg.loop, &c->ww);
     if (c->out.len - c->out_off > MAX_OUT) ev_io_stop(c->f->cfg.loop, &c->rw);
@@ -208,6 +366,39 @@ static int name_is(const struct resp_request *r, const char *n) {
   return 1;
 }
 
+/* What the client has acknowledged of our replies (as far as we know). */
+static uint64_t gated_acked(struct client *c) {
+  uint64_t a = c->acked_told;
+  if (!c->closed && tcpr_acked(c->fd, c->sent_off, &a) < 0) a = c->acked_told;
+  if (a < c->acked_told) a = c->acked_told;
+  return a;
+}
+
+/* A request (or a literal reply) of a gated connection, through the group.
+ * The reply comes back with the request's status. */
+static void gated_submit(struct client *c, struct slot *s, uint64_t start,
+                         uint64_t end, unsigned flags, const void *payload,
+                         size_t len) {
+  struct smrd_frontend *f = c->f;
+  uint64_t acked = gated_acked(c);
+  smr_buf_reset(&f->rec);
+  s->kind = SLOT_REQ;
+  s->end = end;
+  int rc = tcpr_rec_req(&f->rec, c->id, start, end, acked, flags, payload,
+                        len);
+  if (rc == 0) rc = submit(f, s, &f->rec);
+  if (rc < 0) {
+    /* Cannot reach the group: the connection cannot go on consistently. */
+    flog(f, SMR_LOG_WARN, "client %" PRIu64 ": cannot submit (%s); closing",
+         c->id, strerror(-rc));
+    s->ready = 1;
+    c->close_after = 1;
+    return;
+  }
+  c->acked_told = acked;
+  c->waiting++;
+}
+
 static void handle(struct client *c, const struct resp_request *r) {
   struct smrd_frontend *f = c->f;
   struct slot *s = slot_new(c);
@@ -216,12 +407,19 @@ static void handle(struct client *c, const struct resp_request *r) {
     return;
   }
   if (name_is(r, "QUIT")) {
+    if (c->gated) {
+      gated_submit(c, s, r->start, r->end,
+                   TCPR_REQ_LITERAL | TCPR_REQ_CLOSE_AFTER, "+OK\r\n", 5);
+      c->fin = 1; /* read no more */
+      ev_io_stop(f->cfg.loop, &c->rw);
+      return;
+    }
     slot_fill(s, "+OK\r\n", 5);
     c->close_after = 1;
     return;
   }
   int write = kv_command_is_write(r->argv[0], r->argl[0]);
-  if (f->role == SMR_ROLE_BACKUP) {
+  if (!c->gated && f->role == SMR_ROLE_BACKUP) {
     if (write) {
       slot_error(s, "READONLY You can't write against a read only replica.");
       return;
@@ -233,7 +431,7 @@ static void handle(struct client *c, const struct resp_request *r) {
     s->ready = 1;
     return;
   }
-  if (f->role == SMR_ROLE_NONE) {
+  if (!c->gated && f->role == SMR_ROLE_NONE) {
     slot_error(s, "LOADING this member is joining the group");
     return;
   }
@@ -241,7 +439,20 @@ static void handle(struct client *c, const struct resp_request *r) {
    * group, in order. */
   smr_buf_reset(&f->req);
   int rc = kv_request_encode(&f->req, wall_ms(), r->argc, r->argv, r->argl);
-  if (rc == 0) rc = smr_submit(f->cfg.group, f->req.data, f->req.len, s);
+  if (c->gated) {
+    if (rc < 0) {
+      smr_buf_reset(&f->req);
+      resp_add_error(&f->req, "ERR request too large for the group");
+      gated_submit(c, s, r->start, r->end, TCPR_REQ_LITERAL, f->req.data,
+                   f->req.len);
+      return;
+    }
+    gated_submit(c, s, r->start, r->end, 0, f->req.data, f->req.len);
+    return;
+  }
+  smr_buf_reset(&f->rec);
+  if (rc == 0) rc = tcpr_rec_plain(&f->rec, f->req.data, f->req.len);
+  if (rc == 0) rc = smr_submit(f->cfg.group, f->rec.data, f->rec.len, s);
   if (rc == -EAGAIN) {
     slot_error(s, "ERR the group is overloaded; try again");
   } else if (rc == -EMSGSIZE || rc == -EINVAL) {
@@ -253,6 +464,30 @@ static void handle(struct client *c, const struct resp_request *r) {
   }
 }
 
+/* The client closed its side of a gated connection: the group learns it
+ * (after the requests before it), then the connection closes. */
+static void gated_fin(struct client *c) {
+  struct smrd_frontend *f = c->f;
+  c->fin = 1;
+  ev_io_stop(f->cfg.loop, &c->rw);
+  struct slot *s = slot_new(c);
+  if (s == NULL) {
+    client_close(c);
+    return;
+  }
+  s->kind = SLOT_FIN;
+  smr_buf_reset(&f->rec);
+  int rc = tcpr_rec_fin(&f->rec, c->id, resp_parser_offset(&c->parser));
+  if (rc == 0) rc = submit(f, s, &f->rec);
+  if (rc < 0) {
+    s->ready = 1;
+    c->finishing = 1;
+    client_flush(c);
+    return;
+  }
+  c->waiting++;
+}
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
   (void)loop;
   (void)revents;
@@ -260,12 +495,16 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
   uint8_t buf[READ_CHUNK];
   ssize_t n = read(c->fd, buf, sizeof(buf));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n == 0 && c->gated) {
+    gated_fin(c);
+    return;
+  }
   if (n <= 0) {
     client_close(c);
     return;
   }
   size_t off = 0;
-  while (off < (size_t)n && !c->closed && !c->close_after) {
+  while (off < (size_t)n && !c->closed && !c->close_after && !c->fin) {
     size_t used = 0;
     struct resp_request req;
     int rc = resp_parse(&c->parser, buf + off, (size_t)n - off, &used, &req);
@@ -278,8 +517,17 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
       size_t len;
       const char *e = resp_parser_error(&c->parser, &len);
       struct slot *s = slot_new(c);
-      if (s != NULL) slot_fill(s, e, len);
-      c->close_after = 1;
+      if (s == NULL) break;
+      if (c->gated) {
+        uint64_t at = resp_parser_offset(&c->parser);
+        gated_submit(c, s, at, at, TCPR_REQ_LITERAL | TCPR_REQ_CLOSE_AFTER, e,
+                     len);
+        c->fin = 1;
+        ev_io_stop(loop, &c->rw);
+      } else {
+        slot_fill(s, e, len);
+        c->close_after = 1;
+      }
       break;
     } else {
       break; /* need more bytes */
@@ -294,6 +542,91 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
   client_write(w->data);
 }
 
+static struct client *client_new(struct smrd_frontend *f, int fd) {
+  struct client *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->f = f;
+  c->fd = fd;
+  resp_parser_init(&c->parser, NULL);
+  ev_io_init(&c->rw, on_read, fd, EV_READ);
+  c->rw.data = c;
+  ev_io_init(&c->ww, on_writable, fd, EV_WRITE);
+  c->ww.data = c;
+  c->next = f->clients;
+  if (f->clients) f->clients->prev = c;
+  f->clients = c;
+  f->n_clients++;
+  return c;
+}
+
+static uint64_t new_conn_id(void) {
+  uint64_t id = 0;
+  while (id == 0) {
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      id = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^
+           ((uint64_t)getpid() << 48);
+    }
+  }
+  return id;
+}
+
+/* A connection on the VIP: capture, gate, keeper, then OPEN through the
+ * group before any of its requests.  Returns 0, or -1 if it was closed. */
+static int gated_accept(struct client *c) {
+  struct smrd_frontend *f = c->f;
+  int rc = tcpr_capture(c->fd, &c->tcp);
+  if (rc < 0) {
+    flog(f, SMR_LOG_WARN, "VIP client: cannot capture its TCP state (%s); "
+         "closing it", strerror(-rc));
+    return -1;
+  }
+  c->gated = 1;
+  c->id = new_conn_id();
+  f->n_gated++;
+  tcpr_gate_conn_open(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                      c->tcp.rcv_isn1, c->tcp.rcv_wscale);
+  if ((rc = tcpr_keeper_hold(f->cfg.keeper, c->id, c->fd)) < 0)
+    flog(f, SMR_LOG_WARN, "keeper: cannot hand it a connection: %s",
+         strerror(-rc));
+  struct slot *s = slot_new(c);
+  if (s == NULL) return -1;
+  s->kind = SLOT_OPEN;
+  smr_buf_reset(&f->rec);
+  rc = tcpr_rec_open(&f->rec, c->id, &c->tcp);
+  if (rc == 0) rc = submit(f, s, &f->rec);
+  if (rc < 0) {
+    s->ready = 1;
+    c->close_after = 1;
+    return 0;
+  }
+  c->waiting++;
+  return 0;
+}
+
+/* The socket's local (peer = 0) or remote IPv4 address and port, plain or
+ * v4-mapped (the listener is dual-stack).  -1 if not IPv4. */
+static int sock_v4(int fd, int peer, uint32_t *addr, uint16_t *port) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+                : getsockname(fd, (struct sockaddr *)&ss, &sl);
+  if (rc < 0) return -1;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    *addr = a->sin_addr.s_addr;
+    *port = ntohs(a->sin_port);
+    return 0;
+  }
+  const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+  if (ss.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+    return -1;
+  memcpy(addr, &a->sin6_addr.s6_addr[12], 4);
+  *port = ntohs(a->sin6_port);
+  return 0;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
   (void)revents;
   struct smrd_frontend *f = w->data;
@@ -302,36 +635,131 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     if (fd < 0) return;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct client *c = calloc(1, sizeof(*c));
+    struct client *c = client_new(f, fd);
     if (c == NULL) {
       close(fd);
       continue;
     }
-    c->f = f;
-    c->fd = fd;
-    resp_parser_init(&c->parser, NULL);
-    ev_io_init(&c->rw, on_read, fd, EV_READ);
-    c->rw.data = c;
-    ev_io_init(&c->ww, on_writable, fd, EV_WRITE);
-    c->ww.data = c;
+    if (f->cfg.vip != 0) {
+      uint32_t local = 0;
+      uint16_t lport;
+      sock_v4(fd, 0, &local, &lport);
+      if (local == f->cfg.vip) {
+        if (f->role != SMR_ROLE_PRIMARY || gated_accept(c) < 0) {
+          /* Not ours to serve (we are not the primary, or the connection
+           * cannot be replicated): close it, letting the FIN through the
+           * gate (which holds every connection from its SYN-ACK on). */
+          uint32_t pa;
+          uint16_t pp;
+          if (sock_v4(fd, 1, &pa, &pp) == 0)
+            tcpr_gate_allow_close(f->cfg.gate, pa, pp);
+          if (c->gated) {
+            c->gated = 0;
+            f->n_gated--;
+          }
+          client_close(c);
+          continue;
+        }
+      }
+    }
     ev_io_start(loop, &c->rw);
-    c->next = f->clients;
-    if (f->clients) f->clients->prev = c;
-    f->clients = c;
-    f->n_clients++;
   }
+}
+
+/* ------------------------------------------------------------------------
+ * Takeover: this member became the primary
+ * --------------------------------------------------------------------- */
+
+/* Restores one connection of the group's table. */
+static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
+  int fd = -1;
+  int rc = tcpr_restore(&t->tcp, t->rcv_off, t->acked, &fd);
+  if (rc < 0) {
+    f->restore_failures++;
+    flog(f, SMR_LOG_WARN, "takeover: connection %" PRIu64
+         " cannot be restored (%s); the group forgets it", t->id,
+         strerror(-rc));
+    smr_buf_reset(&f->rec);
+    if (tcpr_rec_forget(&f->rec, t->id) == 0)
+      smr_submit(f->cfg.group, f->rec.data, f->rec.len, &f->tick_cookie);
+    return;
+  }
+  struct client *c = client_new(f, fd);
+  if (c == NULL) {
+    tcpr_close_silently(fd);
+    return;
+  }
+  c->gated = 1;
+  c->id = t->id;
+  c->tcp = t->tcp;
+  c->sent_off = t->acked;
+  c->acked_told = t->acked;
+  c->parser.offset = t->rcv_off;
+  c->parser.req_start = t->rcv_off;
+  f->n_gated++;
+  tcpr_gate_conn_open(f->cfg.gate, t->tcp.raddr, t->tcp.rport,
+                      t->tcp.rcv_isn1 + (uint32_t)t->rcv_off,
+                      t->tcp.rcv_wscale);
+  tcpr_keeper_hold(f->cfg.keeper, c->id, fd);
+  /* The reply bytes the client may lack go out as fresh data once the VIP
+   * is ours (kv_resume): sent now, the fenced gate would drop them and the
+   * kernel would retransmit only after the initial RTO. */
+  smr_buf_append(&c->out, t->unacked, (size_t)(t->snd_off - t->acked));
+  if (t->fin || t->closing) {
+    c->fin = 1;
+    c->finishing = 1;
+  }
+}
+
+/* The VIP is ours and the gate open: restored connections go on. */
+static void kv_resume(struct smrd_frontend *f) {
+  for (struct client *c = f->clients; c; c = c->next) {
+    if (!c->gated || c->closed) continue;
+    if (!c->fin && !ev_is_active(&c->rw)) ev_io_start(f->cfg.loop, &c->rw);
+    if (c->out.len > c->out_off || c->finishing) client_write(c);
+  }
+}
+
+static void takeover(struct smrd_frontend *f) {
+  size_t n = tcpr_conntab_count(f->cfg.conns), restored = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct tcpr_conn *t = tcpr_conntab_at(f->cfg.conns, i);
+    if (t->tcp.laddr != f->cfg.vip) continue;
+    /* Already ours (we were primary before and kept it). */
+    int ours = 0;
+    for (struct client *c = f->clients; c; c = c->next)
+      if (c->gated && !c->closed && c->id == t->id) ours = 1;
+    if (ours) continue;
+    restore_one(f, t);
+    restored++;
+  }
+  if (n > 0)
+    flog(f, SMR_LOG_INFO, "takeover: %zu client connection(s) restored, "
+         "%" PRIu64 " failed", restored - f->restore_failures,
+         f->restore_failures);
+}
+
+/* No longer the primary: gated connections go, silently. */
+static void relinquish(struct smrd_frontend *f) {
+  struct client *c = f->clients, *next;
+  uint64_t n = 0;
+  for (; c; c = next) {
+    next = c->next;
+    if (c->gated && !c->closed) {
+      client_drop_silently(c);
+      n++;
+    }
+  }
+  if (n > 0)
+    flog(f, SMR_LOG_INFO, "%" PRIu64 " client connection(s) on the VIP "
+         "dropped silently (another member takes them over)", n);
 }
 
 /* ------------------------------------------------------------------------
  * libsmr's upcalls
  * --------------------------------------------------------------------- */
 
-static void kv_on_reply(struct smrd_frontend *f, void *cookie,
-                        const uint8_t *reply, size_t len) {
-  if (cookie == &f->tick_cookie) return;
-  struct slot *s = cookie;
-  struct client *c = s->c;
-  slot_fill(s, reply, len);
+static void slot_done(struct client *c) {
   c->waiting--;
   if (c->closed) {
     if (c->waiting == 0) client_free(c);
@@ -340,18 +768,79 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
   client_flush(c);
 }
 
-static void kv_on_dropped(struct smrd_frontend *f, void *cookie) {
+static void kv_on_reply(struct smrd_frontend *f, void *cookie,
+                        const uint8_t *reply, size_t len) {
+  if (f->held != NULL) held_run(f);
   if (cookie == &f->tick_cookie) return;
   struct slot *s = cookie;
   struct client *c = s->c;
-  slot_error(s, "ERR this member left the group before the request's "
-                "outcome was known; retry it");
-  c->waiting--;
-  if (c->closed) {
-    if (c->waiting == 0) client_free(c);
-    return;
+  uint8_t st = len > 0 ? reply[0] : 0;
+  switch (s->kind) {
+  case SLOT_PLAIN:
+    slot_fill(s, reply, len);
+    break;
+  case SLOT_REQ:
+    s->ready = 1;
+    if (st == TCPR_ST_APPLIED) {
+      smr_buf_append(&s->reply, reply + 1, len - 1);
+      if (!c->closed)
+        tcpr_gate_release(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                          c->tcp.rcv_isn1 + (uint32_t)s->end);
+    }
+    if (c->fin && c->head == s && s->next == NULL) c->finishing = 1;
+    break;
+  case SLOT_OPEN:
+    s->ready = 1;
+    if (st != TCPR_ST_APPLIED) c->close_after = 1; /* the table is full */
+    break;
+  case SLOT_FIN:
+    s->ready = 1;
+    c->finishing = 1;
+    break;
+  case SLOT_OTHER:
+    s->ready = 1;
+    break;
   }
-  client_flush(c);
+  slot_done(c);
+}
+
+static void slot_dropped(struct smrd_frontend *f, struct slot *s) {
+  struct client *c = s->c;
+  if (c->gated) {
+    /* Excluded from the group: the connection is the next primary's. */
+    s->ready = 1;
+    if (!c->closed) client_drop_silently(c);
+  } else {
+    slot_error(s, "ERR this member left the group before the request's "
+                  "outcome was known; retry it");
+  }
+  (void)f;
+  slot_done(c);
+}
+
+static void kv_on_dropped(struct smrd_frontend *f, void *cookie) {
+  if (cookie == &f->tick_cookie) return;
+  slot_dropped(f, cookie);
+}
+
+/* Tells the group how far gated clients have read, for those with many
+ * reply bytes outstanding in the table and no request to carry it. */
+static void tell_acked(struct smrd_frontend *f) {
+  for (struct client *c = f->clients; c; c = c->next) {
+    if (!c->gated || c->closed || c->waiting > 0) continue;
+    uint64_t a = gated_acked(c);
+    if (a == c->acked_told) continue;
+    struct slot *s = slot_new(c);
+    if (s == NULL) continue;
+    s->kind = SLOT_OTHER;
+    smr_buf_reset(&f->rec);
+    if (tcpr_rec_acked(&f->rec, c->id, a) == 0 && submit(f, s, &f->rec) == 0) {
+      c->acked_told = a;
+      c->waiting++;
+    } else {
+      s->ready = 1;
+    }
+  }
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -359,12 +848,15 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   struct smrd_frontend *f = w->data;
   if (f->role != SMR_ROLE_PRIMARY) return;
+  if (f->n_gated > 0) tell_acked(f);
   /* Nothing can expire: no tick (an idle group stays idle, and its disk
    * is not synced ten times a second for nothing). */
   if (kv_store_expires(kv_service_store(f->cfg.svc)) == 0) return;
   smr_buf_reset(&f->req);
-  if (kv_request_encode_tick(&f->req, wall_ms(), 64) == 0)
-    smr_submit(f->cfg.group, f->req.data, f->req.len, &f->tick_cookie);
+  smr_buf_reset(&f->rec);
+  if (kv_request_encode_tick(&f->req, wall_ms(), 64) == 0 &&
+      tcpr_rec_plain(&f->rec, f->req.data, f->req.len) == 0)
+    smr_submit(f->cfg.group, f->rec.data, f->rec.len, &f->tick_cookie);
 }
 
 static void kv_on_role(struct smrd_frontend *f, enum smr_role role) {
@@ -373,14 +865,25 @@ static void kv_on_role(struct smrd_frontend *f, enum smr_role role) {
   /* A primary whose view is changing stays one for its clients: the core
    * carries its submissions into the next view. */
   if (role == SMR_ROLE_WEDGED && f->role == SMR_ROLE_PRIMARY) return;
+  enum smr_role was = f->role;
   f->role = role;
   flog(f, SMR_LOG_INFO, "clients: serving as %s", names[role]);
+  if (f->cfg.vip == 0) return;
+  if (role == SMR_ROLE_PRIMARY && was != SMR_ROLE_PRIMARY) takeover(f);
+  else if (role != SMR_ROLE_PRIMARY && was == SMR_ROLE_PRIMARY) relinquish(f);
 }
 
 static uint64_t kv_connections(struct smrd_frontend *f) {
   return f->n_clients;
 }
 
+static uint64_t kv_vip_connections(struct smrd_frontend *f) {
+  return f->n_gated;
+}
+
+static uint64_t kv_restore_failures(struct smrd_frontend *f) {
+  return f->restore_failures;
+}
 /* ------------------------------------------------------------------------
  * Life cycle
  * --------------------------------------------------------------------- */
@@ -450,6 +953,8 @@ static int kv_open(const struct smrd_frontend_config *cfg,
   ev_timer_init(&f->tick_w, on_tick, TICK_S, TICK_S);
   f->tick_w.data = f;
   ev_timer_start(cfg->loop, &f->tick_w);
+  ev_timer_init(&f->held_w, on_held, 0, 0);
+  f->held_w.data = f;
   *out = f;
   return 0;
 }
@@ -458,13 +963,24 @@ static void kv_close(struct smrd_frontend *f) {
   if (f == NULL) return;
   ev_io_stop(f->cfg.loop, &f->accept_w);
   ev_timer_stop(f->cfg.loop, &f->tick_w);
+  ev_timer_stop(f->cfg.loop, &f->held_w);
   close(f->fd);
+  while (f->held) {
+    struct held *h = f->held;
+    f->held = h->next;
+    smr_buf_free(&h->rec);
+    free(h);
+  }
   while (f->clients) {
     struct client *c = f->clients;
     c->waiting = 0; /* the group is going away too: nothing will come */
-    client_close(c);
+    /* Gated connections stay with the group (the keeper makes their end
+     * silent); others close. */
+    if (c->gated) client_drop_silently(c);
+    else client_close(c);
   }
   smr_buf_free(&f->req);
+  smr_buf_free(&f->rec);
   free(f);
 }
 
@@ -478,4 +994,7 @@ const struct smrd_frontend_ops smrd_kv_frontend = {
     .on_reply = kv_on_reply,
     .on_dropped = kv_on_dropped,
     .connections = kv_connections,
+    .vip_connections = kv_vip_connections,
+    .restore_failures = kv_restore_failures,
+    .resume = kv_resume,
 };

@@ -2765,6 +2765,30 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st) {
   st->refused = c->refused;
 }
 
+uint64_t smr_core_quorum_heard(const struct smr_core *c) {
+  if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED) return 0;
+  /* The (need-1)-th most recent contact among the others: by then a
+   * majority of the view, counting ourselves, had been heard from. */
+  uint32_t need = c->view.n / 2 + 1;
+  if (need <= 1) return c->now;
+  uint64_t best[SMR_MAX_MEMBERS];
+  uint32_t k = 0;
+  for (uint32_t r = 0; r < c->view.n; r++)
+    if (r != c->rank) best[k++] = c->peers[r].last_heard;
+  /* Few members: a selection by repeated maxima is enough. */
+  uint64_t t = 0;
+  for (uint32_t i = 0; i < need - 1 && i < k; i++) {
+    uint32_t m = i;
+    for (uint32_t j = i + 1; j < k; j++)
+      if (best[j] > best[m]) m = j;
+    uint64_t x = best[i];
+    best[i] = best[m];
+    best[m] = x;
+    t = best[i];
+  }
+  return t;
+}
+
 const char *smr_core_state_name(enum smr_core_state s) {
   switch (s) {
   case SMR_ST_RECOVERING: return "recovering";

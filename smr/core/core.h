@@ -256,6 +256,12 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st);
 
 const char *smr_core_state_name(enum smr_core_state s);
 
+/* The time (on the caller's clock) at which a majority of the view,
+ * counting this member, was last heard from; 0 when not in a view.  A
+ * primary that has not heard from a majority for a while must assume the
+ * others are about to replace it (TCP-R fences the VIP). */
+uint64_t smr_core_quorum_heard(const struct smr_core *c);
+
 /* The chain hash: hash after delivering payload at pos given prev. */
 uint64_t smr_chain_hash(uint64_t prev, uint64_t pos, const void *data,
                         size_t len);

@@ -758,6 +758,12 @@ int smr_leave(struct smr *g) {
   return rc;
 }
 
+uint64_t smr_quorum_silence(struct smr *g) {
+  uint64_t heard = smr_core_quorum_heard(g->core), now = now_ms();
+  if (heard == 0) return UINT64_MAX;
+  return now > heard ? now - heard : 0;
+}
+
 void smr_status(struct smr *g, struct smr_status *st) {
   memset(st, 0, sizeof(*st));
   struct smr_core_status cs;

@@ -7,6 +7,7 @@
  * ones for production (fsync durability, TLS required).  Every error names
  * the file, the line, the key and what is wrong, in one line. */
 #include "config.h"
+#include "tcpr.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -214,9 +215,11 @@ static int handler(void *user, const char *sec, const char *key,
     return 1;
   }
   if (IS("vip", "address")) {
-    const char *slash = strchr(val, '/');
-    if (slash == NULL || slash == val)
-      return bad(p, "[vip] address = %s: must be address/prefix", val);
+    uint32_t a;
+    unsigned plen;
+    if (tcpr_parse_cidr(val, &a, &plen) < 0 || a == 0)
+      return bad(p, "[vip] address = %s: must be an IPv4 address/prefix, "
+                 "e.g. 10.77.0.100/24", val);
     return copy(p, sec, key, val, c->vip_address, sizeof(c->vip_address));
   }
   if (IS("vip", "device"))
@@ -240,6 +243,13 @@ static int handler(void *user, const char *sec, const char *key,
   if (IS("service", "port")) {
     if (!uint_value(p, sec, key, val, 1, 65535, &u)) return 0;
     c->port = (uint16_t)u;
+    return 1;
+  }
+  if (IS("test", "replication_delay_ms")) {
+    /* Test only: the primary holds every client request this long before
+     * submitting it (a slow replication, for the TCP-R tests). */
+    if (!uint_value(p, sec, key, val, 0, 10000, &u)) return 0;
+    c->replication_delay_ms = (uint32_t)u;
     return 1;
   }
 #undef IS

@@ -41,6 +41,8 @@ struct smrd_config {
   char service[16];       /* kv | mapreduce | attest */
   char service_bind[64];  /* host to listen on for clients */
   uint16_t port;
+  /* [test] (never in production) */
+  uint32_t replication_delay_ms;
 };
 
 /* Loads and validates FILE.  Returns 0, or -1 with a one-line reason in err

@@ -21,7 +21,8 @@ static const char *usage =
     "  digest           every member's state digest at the last common\n"
     "                   checkpoint, and whether they agree\n"
     "  leave NODE       that member leaves the group gracefully\n"
-    "  connections      client connections known to the group\n"
+    "  connections      client connections known to the group, with their\n"
+    "                   replicated byte offsets (received, replied, acked)\n"
     "  metrics          Prometheus text exposition of this member's counters\n";
 
 static void print_status(json_t *r) {
@@ -68,6 +69,34 @@ static void print_digest(json_t *r) {
   json_array_foreach(json_object_get(r, "members"), i, x) {
     printf("  %-12s %s\n", json_string_value(json_object_get(x, "id")),
            json_string_value(json_object_get(x, "digest")));
+  }
+}
+
+static void print_connections(json_t *r) {
+  printf("this member's clients %" JSON_INTEGER_FORMAT
+         "; connections on the VIP known to the group %" JSON_INTEGER_FORMAT
+         "\n",
+         json_integer_value(json_object_get(r, "connections")),
+         json_integer_value(json_object_get(r, "replicated")));
+  size_t i;
+  json_t *x;
+  json_t *t = json_object_get(r, "table");
+  if (json_array_size(t) > 0)
+    printf("  %-16s %-21s %12s %12s %12s %s\n", "id", "client", "received",
+           "replied", "acked", "state");
+  json_array_foreach(t, i, x) {
+    const char *st = json_is_true(json_object_get(x, "client_closed"))
+                         ? "client closed"
+                         : json_is_true(json_object_get(x, "closing"))
+                               ? "closing"
+                               : "open";
+    printf("  %-16s %-21s %12" JSON_INTEGER_FORMAT " %12" JSON_INTEGER_FORMAT
+           " %12" JSON_INTEGER_FORMAT " %s\n",
+           json_string_value(json_object_get(x, "id")),
+           json_string_value(json_object_get(x, "client")),
+           json_integer_value(json_object_get(x, "received")),
+           json_integer_value(json_object_get(x, "replied")),
+           json_integer_value(json_object_get(x, "acked")), st);
   }
 }
 
@@ -165,6 +194,8 @@ int main(int argc, char **argv) {
     print_status(rep);
   } else if (!strcmp(cmd, "digest")) {
     print_digest(rep);
+  } else if (!strcmp(cmd, "connections")) {
+    print_connections(rep);
   } else {
     print_generic(rep);
   }

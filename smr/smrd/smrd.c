@@ -11,7 +11,20 @@
  *   2026-11-22T01:55:27.123Z n1 e7 INFO view 7: 3 members, primary n1
  *
  * (time, member, epoch, level, message) so that logs of several members
- * interleave readably and grep well. */
+ * interleave readably and grep well.
+ *
+ * With a [vip], smrd also runs TCP-R (tcpr/tcpr.h): before anything else
+ * it attaches the ACK gate (fenced) and forks the keeper, so that a death
+ * of this process, however it comes, leaves the host silent on the VIP.
+ * The group's state machine is the service wrapped in the replicated
+ * connection table.  The member that becomes primary adds the VIP,
+ * unfences the gate, lets the front end restore every connection, and
+ * announces the VIP with gratuitous ARPs; a member that stops being
+ * primary fences first and gives the VIP up.  A primary that has not
+ * heard from a majority for suspect_ms - 2 * heartbeat_ms fences itself
+ * too (the others are about to replace it; it must be silent by then) and
+ * unfences if the majority comes back while it is still primary. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
@@ -28,6 +41,7 @@
 #include "config.h"
 #include "smr/frontend.h"
 #include "smr/smr.h"
+#include "tcpr.h"
 
 extern const struct smrd_frontend_ops smrd_kv_frontend;
 
@@ -44,6 +58,18 @@ struct smrd {
   enum smr_role role;
   char started_at[40];
   ev_signal sigterm, sigint;
+  /* TCP-R */
+  struct tcpr_conntab *conns;
+  const struct smr_service_ops *wrapped_ops;
+  struct tcpr_gate *gate;
+  struct tcpr_keeper *keeper;
+  uint32_t vip;     /* network order, 0 = none */
+  int vip_held;     /* the VIP is on our device and the gate open */
+  int self_fenced;  /* primary, but fenced for want of a majority */
+  uint64_t takeovers, fences;
+  ev_timer lease_w; /* majority contact check */
+  ev_timer garp_w;  /* repeated announcements after a takeover */
+  int garps_left;
 };
 
 /* ------------------------------------------------------------------------
@@ -86,14 +112,161 @@ static void dlog(int level, const char *fmt, ...) {
  * libsmr upcalls
  * --------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------
+ * VIP and TCP-R
+ * --------------------------------------------------------------------- */
+
+static void vip_announce(struct smrd *d) {
+  char err[200];
+  if (tcpr_garp(d->cfg.vip_device, d->vip, err, sizeof(err)) < 0)
+    dlog(SMR_LOG_WARN, "%s", err);
+}
+
+static void on_garp(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smrd *d = w->data;
+  if (!d->vip_held || d->garps_left <= 0) return;
+  vip_announce(d);
+  d->garps_left--;
+  if (d->garps_left > 0) {
+    /* 20 ms, 100 ms, 500 ms, 2.5 s after the takeover: a client whose
+     * ARP cache still points at the old host follows soon. */
+    w->repeat *= 5;
+    ev_timer_again(d->loop, w);
+  }
+}
+
+/* Takes the VIP: on the device, gate open, then announced. */
+static int vip_take(struct smrd *d) {
+  char err[200];
+  int rc = tcpr_vip_add(d->cfg.vip_device, d->cfg.vip_address, err,
+                        sizeof(err));
+  if (rc < 0) {
+    dlog(SMR_LOG_ERROR, "cannot take the VIP: %s", err);
+    return rc;
+  }
+  if ((rc = tcpr_gate_fence(d->gate, 0)) < 0) {
+    dlog(SMR_LOG_ERROR, "cannot open the gate: %s", strerror(-rc));
+    tcpr_vip_del(d->cfg.vip_device, d->cfg.vip_address, err, sizeof(err));
+    return rc;
+  }
+  d->vip_held = 1;
+  return 0;
+}
+
+static void vip_announce_now(struct smrd *d) {
+  vip_announce(d);
+  d->garps_left = 4;
+  d->garp_w.repeat = 0.02;
+  ev_timer_again(d->loop, &d->garp_w);
+}
+
+/* Gives the VIP up: fenced first (nothing leaves with the VIP as source),
+ * then off the device. */
+static void vip_give_up(struct smrd *d, const char *why) {
+  char err[200];
+  tcpr_gate_fence(d->gate, 1);
+  if (tcpr_vip_del(d->cfg.vip_device, d->cfg.vip_address, err,
+                   sizeof(err)) < 0)
+    dlog(SMR_LOG_WARN, "giving up the VIP: %s", err);
+  if (d->vip_held) {
+    d->fences++;
+    dlog(SMR_LOG_INFO, "VIP %s given up: %s", d->cfg.vip_address, why);
+  }
+  d->vip_held = 0;
+  ev_timer_stop(d->loop, &d->garp_w);
+}
+
 static void set_role(struct smrd *d) {
   struct smr_status st;
   smr_status(d->group, &st);
-  if (st.role != d->role) {
-    d->role = st.role;
-    if (d->fe != NULL && d->fe_ops->on_role != NULL)
-      d->fe_ops->on_role(d->fe, st.role);
+  enum smr_role role = st.role;
+  /* A primary whose view changes stays primary until the change says
+   * otherwise (the front end keeps serving; the core carries its
+   * submissions over). */
+  if (role == SMR_ROLE_WEDGED && d->role == SMR_ROLE_PRIMARY &&
+      !st.quorum_lost)
+    return;
+  if (role == d->role) return;
+  enum smr_role was = d->role;
+  d->role = role;
+  if (d->vip != 0 && was == SMR_ROLE_PRIMARY && role != SMR_ROLE_PRIMARY)
+    vip_give_up(d, st.quorum_lost ? "no majority" : "no longer primary");
+  /* The front end first: a new primary restores every connection of the
+   * group's table before the VIP arrives, so that no client segment finds
+   * the VIP here without its socket (the kernel would answer RST). */
+  if (d->fe != NULL && d->fe_ops->on_role != NULL)
+    d->fe_ops->on_role(d->fe, role);
+  if (d->vip != 0 && role == SMR_ROLE_PRIMARY) {
+    d->self_fenced = 0;
+    if (vip_take(d) == 0) d->takeovers++;
+    if (d->fe != NULL) d->fe_ops->resume(d->fe);
   }
+  if (d->vip != 0 && role == SMR_ROLE_PRIMARY && d->vip_held) {
+    vip_announce_now(d);
+    dlog(SMR_LOG_INFO, "VIP %s taken over: %" PRIu64 " client connection(s)",
+         d->cfg.vip_address,
+         d->fe ? d->fe_ops->vip_connections(d->fe) : (uint64_t)0);
+  }
+}
+
+/* The primary's lease: without news from a majority for a while, the
+ * others may be installing a view without us; be silent before they can
+ * take the VIP (they need suspect_ms plus a view change). */
+static void on_lease(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smrd *d = w->data;
+  if (d->role != SMR_ROLE_PRIMARY || d->group == NULL) return;
+  uint64_t silence = smr_quorum_silence(d->group);
+  uint64_t limit = d->cfg.suspect_ms > 3 * d->cfg.heartbeat_ms
+                       ? d->cfg.suspect_ms - 2 * d->cfg.heartbeat_ms
+                       : d->cfg.suspect_ms / 2;
+  if (!d->self_fenced && silence > limit) {
+    d->self_fenced = 1;
+    vip_give_up(d, "no majority heard from recently (lease expired)");
+  } else if (d->self_fenced && silence <= d->cfg.heartbeat_ms * 2) {
+    d->self_fenced = 0;
+    if (vip_take(d) == 0) {
+      vip_announce_now(d);
+      dlog(SMR_LOG_INFO, "VIP %s taken back: the majority is back",
+           d->cfg.vip_address);
+    }
+  }
+}
+
+/* Before the group opens: the gate (fenced) and the keeper. */
+static int tcpr_start(struct smrd *d, char *err, size_t errlen) {
+  unsigned plen;
+  if (tcpr_parse_cidr(d->cfg.vip_address, &d->vip, &plen) < 0) {
+    snprintf(err, errlen, "[vip] address = %s: not address/prefix",
+             d->cfg.vip_address);
+    return -EINVAL;
+  }
+  static const enum tcpr_gate_kind kinds[] = {
+      [SMRD_GATE_AUTO] = TCPR_GATE_AUTO, [SMRD_GATE_KMOD] = TCPR_GATE_KMOD,
+      [SMRD_GATE_BPF] = TCPR_GATE_BPF, [SMRD_GATE_OFF] = TCPR_GATE_OFF};
+  int rc = tcpr_gate_open(kinds[d->cfg.gate], d->cfg.vip_device, d->vip,
+                          d->cfg.port, &d->gate, err, errlen);
+  if (rc < 0) return rc;
+  /* A previous incarnation on this host may have left the VIP behind. */
+  char e2[200];
+  if (tcpr_vip_del(d->cfg.vip_device, d->cfg.vip_address, e2, sizeof(e2)) < 0)
+    dlog(SMR_LOG_WARN, "%s", e2);
+  rc = tcpr_keeper_start(d->gate, d->cfg.vip_device, d->cfg.vip_address,
+                         &d->keeper, err, errlen);
+  if (rc < 0) return rc;
+  dlog(SMR_LOG_INFO, "TCP-R: VIP %s on %s, gate %s, keeper running",
+       d->cfg.vip_address, d->cfg.vip_device, tcpr_gate_kind_name(d->gate));
+  return 0;
+}
+
+static void tcpr_stop(struct smrd *d) {
+  if (d->vip == 0) return;
+  vip_give_up(d, "stopping");
+  tcpr_keeper_stop(d->keeper);
+  tcpr_gate_close(d->gate);
 }
 
 static void on_view(void *ctx, const struct smr_view_info *v) {
@@ -166,6 +339,15 @@ static json_t *cmd_status(struct smrd *d) {
   json_object_set_new(r, "vip_owner", d->cfg.vip_address[0]
                                           ? json_string(leader)
                                           : json_null());
+  if (d->vip != 0) {
+    json_object_set_new(r, "vip", json_string(d->cfg.vip_address));
+    json_object_set_new(r, "vip_held", json_boolean(d->vip_held));
+    json_object_set_new(r, "gate", json_string(tcpr_gate_kind_name(d->gate)));
+    json_object_set_new(r, "vip_connections",
+                        json_integer((json_int_t)d->fe_ops->vip_connections(
+                            d->fe)));
+    json_object_set_new(r, "takeovers", json_integer((json_int_t)d->takeovers));
+  }
   return r;
 }
 
@@ -229,11 +411,62 @@ static json_t *cmd_metrics(struct smrd *d) {
     st.incarnation);
   M("smr_client_connections", "gauge", "Client connections.",
     d->fe ? d->fe_ops->connections(d->fe) : 0);
+  M("smr_tcpr_connections", "gauge",
+    "Client connections in the group's replicated table.",
+    tcpr_conntab_count(d->conns));
+  if (d->vip != 0) {
+    struct tcpr_gate_stats gs;
+    memset(&gs, 0, sizeof(gs));
+    tcpr_gate_stats(d->gate, &gs);
+    M("smr_vip_held", "gauge", "1 while this member holds the VIP.",
+      d->vip_held);
+    M("smr_takeovers_total", "counter", "Times this member took the VIP.",
+      d->takeovers);
+    M("smr_vip_fences_total", "counter", "Times this member gave it up.",
+      d->fences);
+    M("smr_tcpr_restore_failures_total", "counter",
+      "Connections that could not be restored at a takeover.",
+      d->fe_ops->restore_failures(d->fe));
+    M("smr_gate_clamped_total", "counter",
+      "Segments whose acknowledgement the gate held back.", gs.clamped);
+    M("smr_gate_sack_stripped_total", "counter",
+      "Segments whose SACK blocks the gate removed.", gs.sack_stripped);
+    M("smr_gate_fin_dropped_total", "counter",
+      "FINs of gated connections dropped.", gs.fin_dropped);
+    M("smr_gate_rst_dropped_total", "counter",
+      "RSTs of gated connections dropped.", gs.rst_dropped);
+    M("smr_gate_fenced_dropped_total", "counter",
+      "Packets from the VIP dropped while fenced.", gs.fenced_dropped);
+  }
 #undef M
   fclose(f);
   json_t *r = json_pack("{s:s}", "text", t);
   free(t);
   return r;
+}
+
+/* The group's replicated connection table (the same on every member),
+ * plus this member's own client count. */
+static json_t *cmd_connections(struct smrd *d) {
+  json_t *list = json_array();
+  size_t n = tcpr_conntab_count(d->conns);
+  for (size_t i = 0; i < n; i++) {
+    const struct tcpr_conn *c = tcpr_conntab_at(d->conns, i);
+    char client[64], id[20];
+    struct in_addr a = {c->tcp.raddr};
+    snprintf(client, sizeof(client), "%s:%u", inet_ntoa(a), c->tcp.rport);
+    snprintf(id, sizeof(id), "%016" PRIx64, c->id);
+    json_array_append_new(
+        list, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:b}", "id", id,
+                        "client", client, "received", (json_int_t)c->rcv_off,
+                        "replied", (json_int_t)c->snd_off, "acked",
+                        (json_int_t)c->acked, "unacked_bytes",
+                        (json_int_t)(c->snd_off - c->acked), "client_closed",
+                        c->fin, "closing", c->closing));
+  }
+  return json_pack("{s:I,s:I,s:o}", "connections",
+                   (json_int_t)(d->fe ? d->fe_ops->connections(d->fe) : 0),
+                   "replicated", (json_int_t)n, "table", list);
 }
 
 static json_t *on_admin(void *ctx, const char *cmd, json_t *req, char *err,
@@ -262,9 +495,7 @@ static json_t *on_admin(void *ctx, const char *cmd, json_t *req, char *err,
     }
     return json_pack("{s:s}", "leaving", who);
   }
-  if (!strcmp(cmd, "connections"))
-    return json_pack("{s:I}", "connections",
-                     (json_int_t)(d->fe ? d->fe_ops->connections(d->fe) : 0));
+  if (!strcmp(cmd, "connections")) return cmd_connections(d);
   snprintf(err, errlen, "unknown command: %s", cmd);
   return NULL;
 }
@@ -330,6 +561,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "smrd: service: %s\n", strerror(-rc));
     return 1;
   }
+  /* TCP-R first: the keeper must be forked before anything opens. */
+  if (d.cfg.vip_address[0] && tcpr_start(&d, err, sizeof(err)) < 0) {
+    dlog(SMR_LOG_ERROR, "cannot start TCP-R: %s", err);
+    return 1;
+  }
+  if ((rc = tcpr_conntab_new(d.svc_ops, d.svc, &d.conns, &d.wrapped_ops)) <
+      0) {
+    dlog(SMR_LOG_ERROR, "cannot start: %s", strerror(-rc));
+    return 1;
+  }
+  ev_timer_init(&d.lease_w, on_lease, 0, d.cfg.heartbeat_ms / 1000.0);
+  d.lease_w.data = &d;
+  ev_timer_init(&d.garp_w, on_garp, 0, 0.02);
+  d.garp_w.data = &d;
   struct smr_member_cfg members[SMRD_MAX_MEMBERS];
   for (size_t i = 0; i < d.cfg.n_members; i++) {
     members[i].id = d.cfg.members[i].id;
@@ -351,8 +596,8 @@ int main(int argc, char **argv) {
       .tls_cert = d.cfg.tls_cert[0] ? d.cfg.tls_cert : NULL,
       .tls_key = d.cfg.tls_key[0] ? d.cfg.tls_key : NULL,
       .insecure = d.cfg.insecure,
-      .service = d.svc_ops,
-      .service_ctx = d.svc,
+      .service = d.wrapped_ops,
+      .service_ctx = d.conns,
       .ctx = &d,
       .on_view = on_view,
       .on_reply = on_reply,
@@ -372,6 +617,11 @@ int main(int argc, char **argv) {
       .svc = d.svc,
       .ops = d.svc_ops,
       .log = on_log,
+      .conns = d.conns,
+      .gate = d.gate,
+      .keeper = d.keeper,
+      .vip = d.vip,
+      .replication_delay_ms = d.cfg.replication_delay_ms,
   };
   if ((rc = d.fe_ops->open(&fc, &d.fe, err, sizeof(err))) < 0) {
     dlog(SMR_LOG_ERROR, "cannot start the %s front end: %s", d.fe_ops->name,
@@ -380,6 +630,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   set_role(&d);
+  if (d.vip != 0) ev_timer_again(d.loop, &d.lease_w);
   if ((rc = smrd_admin_open(d.loop, d.cfg.admin_socket, on_admin, &d,
                             &d.admin, err, sizeof(err))) < 0) {
     dlog(SMR_LOG_ERROR, "cannot start: %s", err);
@@ -394,9 +645,12 @@ int main(int argc, char **argv) {
   dlog(SMR_LOG_INFO, "serving %s on port %u, admin socket %s", d.fe_ops->name,
        d.cfg.port, d.cfg.admin_socket);
   ev_run(d.loop, 0);
+  ev_timer_stop(d.loop, &d.lease_w);
   smrd_admin_close(d.admin);
+  tcpr_stop(&d);
   d.fe_ops->close(d.fe);
   smr_close(d.group);
+  tcpr_conntab_free(d.conns);
   d.fe_ops->service_destroy(d.svc);
   dlog(SMR_LOG_INFO, "stopped");
   return 0;

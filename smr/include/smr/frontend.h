@@ -15,6 +15,9 @@
 
 struct ev_loop;
 struct smrd_frontend;
+struct tcpr_gate;
+struct tcpr_keeper;
+struct tcpr_conntab;
 
 struct smrd_frontend_config {
   struct ev_loop *loop;
@@ -25,6 +28,15 @@ struct smrd_frontend_config {
   const struct smr_service_ops *ops;
   void (*log)(void *ctx, int level, const char *line);
   void *log_ctx;
+  /* TCP-R (tcpr/tcpr.h).  Every submission is a tcpr record (the group's
+   * state machine is the connection table wrapped around the service);
+   * connections accepted on vip:port are gated, replicated, and restored
+   * by the member that becomes primary.  vip 0: no VIP. */
+  struct tcpr_conntab *conns;
+  struct tcpr_gate *gate;     /* may be NULL (gate = off) */
+  struct tcpr_keeper *keeper; /* may be NULL */
+  uint32_t vip;               /* network order */
+  uint32_t replication_delay_ms; /* test only: hold requests this long */
 };
 
 struct smrd_frontend_ops {
@@ -41,6 +53,13 @@ struct smrd_frontend_ops {
                    const uint8_t *reply, size_t len);
   void (*on_dropped)(struct smrd_frontend *f, void *cookie);
   uint64_t (*connections)(struct smrd_frontend *f);
+  /* Connections on the VIP this member serves now. */
+  uint64_t (*vip_connections)(struct smrd_frontend *f);
+  /* After on_role(PRIMARY) restored the group's connections (quietly:
+   * the VIP is not ours yet), the VIP was taken: serve them now. */
+  void (*resume)(struct smrd_frontend *f);
+  /* Restores failed at the last takeover. */
+  uint64_t (*restore_failures)(struct smrd_frontend *f);
 };
 
 #endif

@@ -138,4 +138,8 @@ int smr_ask_leave(struct smr *g, const char *id);
 
 void smr_status(struct smr *g, struct smr_status *st);
 
+/* Milliseconds since this member last heard from a majority of its view
+ * (itself included); UINT64_MAX when it is not in a view.  Cheap. */
+uint64_t smr_quorum_silence(struct smr *g);
+
 #endif

@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# tests/netns/test_tcpr.sh -- TCP-R: clients keep their TCP connections to
+# the VIP when the member serving them dies.
+#
+# A 3-member KV group with mutual TLS, each member in its own network
+# namespace on one bridge, the VIP 10.77.0.100/24 following the primary,
+# the tc-BPF ACK gate on every member.  Stock clients in a fifth namespace
+# talk to the VIP only, over connections opened before the faults:
+# redis-benchmark (exits with an error on any broken connection), a
+# redis-cli session, and tests/netns/kvhist.py (one connection per worker,
+# never reconnecting; records a history that is checked for
+# linearizability, and the final state for every acknowledged write being
+# there exactly once).
+#
+#   1. SIGKILL the primary process under load;
+#   2. the primary's whole host dies (its link is cut);
+#   3. SIGKILL a backup;
+#   4. the primary is partitioned from the other members: the majority
+#      takes over, the old primary emits nothing from the VIP afterwards
+#      (counted in the client namespace by source MAC);
+#   5. replication slowed to 60 ms (test-only knob) and the primary killed
+#      with requests received but not yet replicated: clients retransmit,
+#      the new primary applies them once;
+#   6. 100 concurrent connections survive one failover.
+#
+# Usage: test_tcpr.sh BUILD_DIR [SCENARIO...]   (as root; PASS/FAIL lines)
+set -euo pipefail
+
+BUILD=$(cd "${1:?usage: $0 BUILD_DIR [SCENARIO...]}" && pwd)
+shift
+ONLY=" ${*:-1 2 3 4 5 6} "
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+SMRD=$BUILD/smr/smrd/smrd
+SMRCTL=$BUILD/smr/smrd/smrctl
+MKCERTS=$SRC/smr/net/smr-mkcerts
+KVHIST=$SRC/tests/netns/kvhist.py
+PY=/usr/bin/python3
+VIP=10.77.0.100
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "SKIP: needs root (network namespaces, BPF, TCP_REPAIR)"
+  exit 77
+fi
+for t in redis-cli redis-benchmark openssl iptables; do
+  command -v $t >/dev/null || { echo "FAIL: $t is not installed"; exit 1; }
+done
+$PY -c 'import redis' 2>/dev/null || { echo "FAIL: python3-redis is not installed"; exit 1; }
+
+source "$SRC/tests/netns/lib.sh"
+WORK=$(mktemp -d /tmp/smr-tcpr-XXXXXX)
+failures=0
+cleanup() {
+  local rc=$?
+  if [[ $rc -ne 0 || $failures -ne 0 ]]; then
+    for i in 1 2 3; do
+      echo "--- n$i log (tail)"
+      tail -25 "$WORK/log$i" 2>/dev/null || true
+    done
+  fi
+  netns_cleanup
+  [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
+}
+netns_setup 3
+trap cleanup EXIT
+trap 'exit 1' TERM INT
+
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+"$MKCERTS" "$WORK/certs" n1 n2 n3 >/dev/null
+SUSPECT_MS=200
+
+write_configs() { # [replication_delay_ms]
+  local delay=${1:-0} i
+  for i in 1 2 3; do
+    cat >"$WORK/n$i.ini" <<EOF
+[group]
+name = kv
+members = n1=10.77.0.1:7000, n2=10.77.0.2:7000, n3=10.77.0.3:7000
+[node]
+id = n$i
+data_dir = $WORK/d$i
+[transport]
+tls_ca = $WORK/certs/ca.pem
+tls_cert = $WORK/certs/n$i.pem
+tls_key = $WORK/certs/n$i.key
+[failure]
+heartbeat_ms = 20
+suspect_ms = $SUSPECT_MS
+[durability]
+mode = fsync
+checkpoint_every = 20000
+[vip]
+address = $VIP/24
+device = eth0
+gate = bpf
+[service]
+port = 6379
+EOF
+    if [[ $delay -gt 0 ]]; then
+      printf '[test]\nreplication_delay_ms = %s\n' "$delay" >>"$WORK/n$i.ini"
+    fi
+  done
+}
+
+declare -A PID
+start() { # i
+  netns_spawn "n$1" "$WORK/log$1" "$SMRD" --config "$WORK/n$1.ini"
+  PID[$1]=$NETNS_LAST_PID
+}
+kill9() { netns_kill "${PID[$1]}"; }
+ctl() { # i args...
+  local i=$1
+  shift
+  "$SMRCTL" -s "$WORK/d$i/admin.sock" "$@"
+}
+json_field() { # i field
+  ctl "$1" status --json 2>/dev/null | $PY -c "import json,sys; print(json.load(sys.stdin).get('$2'))"
+}
+in_view_of() { # i n
+  local s
+  s=$(ctl "$1" status --json 2>/dev/null) || return 1
+  grep -q '"role":"\(primary\|backup\)"' <<<"$s" &&
+    [[ $(grep -o '"rank"' <<<"$s" | wc -l) -eq $2 ]]
+}
+# holds_vip i: member i is primary and holds the VIP with the gate open.
+holds_vip() { ctl "$1" status --json 2>/dev/null | grep -q '"vip_held":true'; }
+primary() { # the member that holds the VIP now (number), or empty
+  local i
+  for i in 1 2 3; do
+    if kill -0 "${PID[$i]:-0}" 2>/dev/null && holds_vip "$i"; then
+      echo "$i"
+      return
+    fi
+  done
+}
+others_of() { # i -> the two other member numbers
+  local i
+  for i in 1 2 3; do
+    if [[ $i -ne $1 ]]; then echo "$i"; fi
+  done
+}
+mac_of() { netns_exec "n$1" cat /sys/class/net/eth0/address; }
+
+start_group() {
+  local i
+  for i in 1 2 3; do start "$i"; done
+  for i in 1 2 3; do netns_wait_for 30 "n$i in a view of 3" in_view_of "$i" 3; done
+  local deadline=$((SECONDS + 10))
+  until [[ -n $(primary) ]]; do
+    if ((SECONDS >= deadline)); then
+      fail "no member took the VIP after the group formed"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# ---- client load ------------------------------------------------------------
+# load_start NAME CLIENTS: kvhist workers + redis-benchmark + a redis-cli
+# session, all on connections to the VIP opened now; returns once every
+# worker completed an operation.
+load_start() {
+  local name=$1 clients=$2
+  rm -f "$WORK/$name.ready" "$WORK/$name.stop"
+  ip netns exec "$(netns_name c)" $PY "$KVHIST" run --host $VIP --port 6379 --clients "$clients" \
+    --duration 120 --prefix "$name:" --out "$WORK/$name.hist" \
+    --ready-file "$WORK/$name.ready" --stop-file "$WORK/$name.stop" \
+    >"$WORK/$name.summary" 2>"$WORK/$name.err" &
+  HIST_PID=$!
+  # redis-benchmark: long enough to span the fault; -e shows error replies;
+  # any broken connection makes it print an error and exit non-zero.
+  # (ip netns exec execs timeout, which passes our SIGINT on.)
+  ip netns exec "$(netns_name c)" timeout -s INT 150 redis-benchmark -h $VIP \
+    -p 6379 -c 10 -P 4 -n 100000000 -t set,get,incr,lpush -q \
+    >"$WORK/$name.bench" 2>&1 &
+  BENCH_PID=$!
+  # redis-cli: one interactive session fed from a pipe, INCR every 20 ms.
+  mkfifo "$WORK/$name.cli.in"
+  (
+    for ((k = 1; ; k++)); do
+      [[ -e $WORK/$name.stop ]] && break
+      echo "INCR $name:cli"
+      sleep 0.02
+    done
+  ) >"$WORK/$name.cli.in" &
+  CLIFEED_PID=$!
+  ip netns exec "$(netns_name c)" redis-cli -h $VIP -p 6379 \
+    <"$WORK/$name.cli.in" >"$WORK/$name.cli.out" 2>&1 &
+  CLI_PID=$!
+  netns_wait_for 30 "the $name clients running" test -e "$WORK/$name.ready"
+}
+
+# load_stop NAME WHAT: stops the load after the fault and checks that no
+# client saw an error and the history is linearizable with every
+# acknowledged write present exactly once.
+load_stop() {
+  local name=$1 what=$2 ok=1
+  touch "$WORK/$name.stop"
+  wait "$CLIFEED_PID" 2>/dev/null || true
+  wait "$CLI_PID" 2>/dev/null || true
+  kill -INT "$BENCH_PID" 2>/dev/null || true
+  wait "$BENCH_PID" 2>/dev/null || true
+  local hist_rc=0
+  wait "$HIST_PID" || hist_rc=$?
+  if [[ $hist_rc -ne 0 ]]; then
+    ok=0
+    fail "$what: the Python clients saw errors or reconnects: $(cat "$WORK/$name.summary") $(tail -3 "$WORK/$name.err")"
+  fi
+  if grep -qiE "error|closed the connection|reset" "$WORK/$name.bench"; then
+    ok=0
+    fail "$what: redis-benchmark saw an error: $(grep -iE 'error|closed|reset' "$WORK/$name.bench" | head -2)"
+  fi
+  # The redis-cli session: every reply an increasing integer, no error.
+  if grep -qvE '^[0-9]+$' "$WORK/$name.cli.out" ||
+     ! sort -n -c "$WORK/$name.cli.out" 2>/dev/null; then
+    ok=0
+    fail "$what: the redis-cli session saw: $(grep -vE '^[0-9]+$' "$WORK/$name.cli.out" | head -2)"
+  fi
+  local check
+  if ! check=$(netns_exec c $PY "$KVHIST" check "$WORK/$name.hist" --host $VIP --port 6379 2>&1); then
+    ok=0
+    fail "$what: history check: $check"
+  fi
+  if [[ $ok -eq 1 ]]; then
+    local stall
+    stall=$($PY -c "import json,sys; d=json.load(open('$WORK/$name.summary')); print(d.get('max_stall_ms'))" 2>/dev/null || echo "?")
+    pass "$what: no client error or reconnect ($(grep -c . "$WORK/$name.cli.out") redis-cli replies, largest stall ${stall} ms); $check"
+  fi
+}
+
+# ---- scenarios ----------------------------------------------------------------
+write_configs
+start_group
+
+# Wait until member i is in a view of 3 again after a restart.
+rejoin() {
+  start "$1"
+  netns_wait_for 30 "n$1 back in the view" in_view_of "$1" 3
+}
+
+# new_primary_after OLD: waits for another member to hold the VIP.
+new_primary_after() {
+  local old=$1 deadline=$((SECONDS + 20)) p
+  while ((SECONDS < deadline)); do
+    for p in $(others_of "$old"); do
+      if kill -0 "${PID[$p]}" 2>/dev/null && holds_vip "$p"; then
+        echo "$p"
+        return 0
+      fi
+    done
+    sleep 0.05
+  done
+  return 1
+}
+
+if [[ $ONLY == *" 1 "* ]]; then
+  load_start s1 8
+  p=$(primary)
+  kill9 "$p"
+  if np=$(new_primary_after "$p"); then
+    sleep 2 # load keeps running through the new primary
+    load_stop s1 "1. primary n$p SIGKILLed under load (n$np took over)"
+  else
+    fail "1. nobody took the VIP over after n$p was killed"
+    load_stop s1 "1. (no takeover)"
+  fi
+  rejoin "$p"
+fi
+
+if [[ $ONLY == *" 2 "* ]]; then
+  load_start s2 8
+  p=$(primary)
+  netns_link_down "$p"
+  if np=$(new_primary_after "$p"); then
+    sleep 2
+    load_stop s2 "2. primary n$p's host died (link cut; n$np took over)"
+  else
+    fail "2. nobody took the VIP over after n$p's link was cut"
+    load_stop s2 "2. (no takeover)"
+  fi
+  netns_link_up "$p"
+  kill9 "$p"
+  rejoin "$p"
+fi
+
+if [[ $ONLY == *" 3 "* ]]; then
+  load_start s3 8
+  p=$(primary)
+  b=$(others_of "$p" | head -1)
+  kill9 "$b"
+  sleep 1
+  [[ $(primary) == "$p" ]] || fail "3. the VIP moved when a backup died"
+  load_stop s3 "3. backup n$b SIGKILLed under load"
+  rejoin "$b"
+fi
+
+if [[ $ONLY == *" 4 "* ]]; then
+  load_start s4 8
+  p=$(primary)
+  old_mac=$(mac_of "$p")
+  # Count, in the client's namespace, every packet with the VIP as source
+  # that comes from the old primary's MAC address.
+  netns_exec c iptables -I INPUT -s $VIP -m mac --mac-source "$old_mac" -j ACCEPT
+  for o in $(others_of "$p"); do netns_cut "$p" "$o"; done
+  if np=$(new_primary_after "$p"); then
+    netns_exec c iptables -Z INPUT
+    sleep 2
+    load_stop s4 "4. primary n$p partitioned from the majority (n$np took over)"
+    leaked=$(netns_exec c iptables -L INPUT -v -x -n | awk -v m="$old_mac" 'tolower($0) ~ tolower(m) {print $1}')
+    if [[ ${leaked:-x} == 0 ]]; then
+      pass "4. the deposed primary n$p emitted nothing from the VIP after the takeover"
+    else
+      fail "4. the deposed primary n$p emitted ${leaked:-?} packets from the VIP after the takeover"
+    fi
+    holds_vip "$p" && fail "4. the deposed primary still says it holds the VIP"
+  else
+    fail "4. the majority did not take the VIP over"
+    load_stop s4 "4. (no takeover)"
+  fi
+  for o in $(others_of "$p"); do netns_heal "$p" "$o"; done
+  netns_exec c iptables -D INPUT -s $VIP -m mac --mac-source "$old_mac" -j ACCEPT
+  kill9 "$p"
+  rejoin "$p"
+fi
+
+if [[ $ONLY == *" 6 "* ]]; then
+  load_start s6 100
+  p=$(primary)
+  kill9 "$p"
+  if np=$(new_primary_after "$p"); then
+    sleep 2
+    load_stop s6 "6. 100 concurrent connections through a failover (n$p killed, n$np took over)"
+  else
+    fail "6. nobody took the VIP over"
+    load_stop s6 "6. (no takeover)"
+  fi
+  rejoin "$p"
+fi
+
+if [[ $ONLY == *" 5 "* ]]; then
+  # A fresh group whose primary holds every request 60 ms before
+  # replicating it: a kill at any moment under load catches requests that
+  # were received (and not acknowledged) but not replicated.
+  for i in 1 2 3; do kill9 "$i"; done
+  rm -rf "$WORK"/d1 "$WORK"/d2 "$WORK"/d3
+  write_configs 60
+  start_group
+  load_start s5 8
+  p=$(primary)
+  kill9 "$p"
+  if np=$(new_primary_after "$p"); then
+    sleep 2
+    load_stop s5 "5. replication slowed to 60 ms, primary n$p killed between receipt and replication (n$np took over)"
+  else
+    fail "5. nobody took the VIP over"
+    load_stop s5 "5. (no takeover)"
+  fi
+fi
+
+if [[ $failures -eq 0 ]]; then
+  echo "ALL PASS"
+  exit 0
+fi
+echo "$failures FAILED"
+exit 1
