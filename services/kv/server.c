@@ -127,6 +127,11 @@ struct smrd_frontend {
   struct held *held, *held_tail; /* in submission order */
   ev_timer held_w;
   uint64_t n_gated, restore_failures;
+  /* Test only: replies of gated connections held back (reply_delay_ms). */
+  struct slot **late;
+  double *late_due;
+  size_t late_head, late_n, late_cap;
+  ev_timer late_w;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -768,6 +773,37 @@ static void slot_done(struct client *c) {
   client_flush(c);
 }
 
+static void on_late(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Test only: the slot becomes ready reply_delay_ms from now (FIFO). */
+static int late_push(struct smrd_frontend *f, struct slot *s) {
+  if (f->late_head + f->late_n == f->late_cap) {
+    if (f->late_head > 0) {
+      memmove(f->late, f->late + f->late_head, f->late_n * sizeof(*f->late));
+      memmove(f->late_due, f->late_due + f->late_head,
+              f->late_n * sizeof(*f->late_due));
+      f->late_head = 0;
+    } else {
+      size_t cap = f->late_cap ? f->late_cap * 2 : 64;
+      struct slot **a = realloc(f->late, cap * sizeof(*a));
+      if (a == NULL) return -ENOMEM;
+      f->late = a;
+      double *b = realloc(f->late_due, cap * sizeof(*b));
+      if (b == NULL) return -ENOMEM;
+      f->late_due = b;
+      f->late_cap = cap;
+    }
+  }
+  size_t i = f->late_head + f->late_n++;
+  f->late[i] = s;
+  f->late_due[i] = now_s(f) + f->cfg.reply_delay_ms / 1000.0;
+  if (!ev_is_active(&f->late_w)) {
+    ev_timer_set(&f->late_w, f->cfg.reply_delay_ms / 1000.0, 0);
+    ev_timer_start(f->cfg.loop, &f->late_w);
+  }
+  return 0;
+}
+
 static void kv_on_reply(struct smrd_frontend *f, void *cookie,
                         const uint8_t *reply, size_t len) {
   if (f->held != NULL) held_run(f);
@@ -788,6 +824,11 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
                           c->tcp.rcv_isn1 + (uint32_t)s->end);
     }
     if (c->fin && c->head == s && s->next == NULL) c->finishing = 1;
+    if (f->cfg.reply_delay_ms > 0 && st == TCPR_ST_APPLIED &&
+        late_push(f, s) == 0) {
+      s->ready = 0; /* on_late finishes it (the slot stays awaited) */
+      return;
+    }
     break;
   case SLOT_OPEN:
     s->ready = 1;
@@ -802,6 +843,22 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
     break;
   }
   slot_done(c);
+}
+
+static void on_late(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smrd_frontend *f = w->data;
+  while (f->late_n > 0 && f->late_due[f->late_head] <= now_s(f) + 1e-4) {
+    struct slot *s = f->late[f->late_head++];
+    f->late_n--;
+    s->ready = 1;
+    slot_done(s->c);
+  }
+  if (f->late_n > 0) {
+    ev_timer_set(w, f->late_due[f->late_head] - now_s(f), 0);
+    ev_timer_start(f->cfg.loop, w);
+  }
 }
 
 static void slot_dropped(struct smrd_frontend *f, struct slot *s) {
@@ -955,6 +1012,8 @@ static int kv_open(const struct smrd_frontend_config *cfg,
   ev_timer_start(cfg->loop, &f->tick_w);
   ev_timer_init(&f->held_w, on_held, 0, 0);
   f->held_w.data = f;
+  ev_timer_init(&f->late_w, on_late, 0, 0);
+  f->late_w.data = f;
   *out = f;
   return 0;
 }
@@ -964,6 +1023,9 @@ static void kv_close(struct smrd_frontend *f) {
   ev_io_stop(f->cfg.loop, &f->accept_w);
   ev_timer_stop(f->cfg.loop, &f->tick_w);
   ev_timer_stop(f->cfg.loop, &f->held_w);
+  ev_timer_stop(f->cfg.loop, &f->late_w);
+  free(f->late);
+  free(f->late_due);
   close(f->fd);
   while (f->held) {
     struct held *h = f->held;

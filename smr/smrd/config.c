@@ -252,6 +252,14 @@ static int handler(void *user, const char *sec, const char *key,
     c->replication_delay_ms = (uint32_t)u;
     return 1;
   }
+  if (IS("test", "reply_delay_ms")) {
+    /* Test only: the primary holds every reply of a VIP connection this
+     * long after the group applied its request (so that a kill lands
+     * between replication and the reply, for the stall benchmark). */
+    if (!uint_value(p, sec, key, val, 0, 10000, &u)) return 0;
+    c->reply_delay_ms = (uint32_t)u;
+    return 1;
+  }
 #undef IS
   return bad(p, "[%s] %s: unknown key", sec, key);
 }

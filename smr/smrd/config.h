@@ -43,6 +43,7 @@ struct smrd_config {
   uint16_t port;
   /* [test] (never in production) */
   uint32_t replication_delay_ms;
+  uint32_t reply_delay_ms;
 };
 
 /* Loads and validates FILE.  Returns 0, or -1 with a one-line reason in err

@@ -37,6 +37,7 @@ struct smrd_frontend_config {
   struct tcpr_keeper *keeper; /* may be NULL */
   uint32_t vip;               /* network order */
   uint32_t replication_delay_ms; /* test only: hold requests this long */
+  uint32_t reply_delay_ms;       /* test only: hold VIP replies this long */
 };
 
 struct smrd_frontend_ops {
