@@ -28,7 +28,14 @@
  *           unacknowledged bytes, which every replica therefore holds;
  *   ACKED   the client acknowledged reply bytes up to an offset: trim;
  *   FIN     the client closed its side;
- *   FORGET  the connection is gone.
+ *   FORGET  the connection is gone;
+ *   PART    client bytes of a request that is not complete yet, replicated
+ *           ahead so that the gate can acknowledge them: a client cannot
+ *           send more than its congestion window without acknowledgements,
+ *           so a request larger than that would never arrive whole if its
+ *           bytes were only released with the request.  The table keeps
+ *           them (every replica); the next REQ of the connection consumes
+ *           them, and a new primary feeds them to its parser at takeover.
  *
  * Replies are deterministic (the inner service's contract), so replicas
  * need not ship reply bytes to each other: each computes them.  What a
@@ -38,7 +45,7 @@
  *
  * The image (snapshot) is the table, then the inner image:
  *   u64 table length L, L table bytes, inner image bytes.
- * The table encoding ("TCT1", count, then each connection in id order) is
+ * The table encoding ("TCT2", count, then each connection in id order) is
  * also what the digest hashes, with the inner digest.
  *
  * All integers are little endian.  Every decoder checks lengths and fields
@@ -51,10 +58,18 @@
 #include "smr/service.h"
 #include "tcpr.h"
 
-enum { REC_PLAIN = 0, REC_OPEN, REC_REQ, REC_ACKED, REC_FIN, REC_FORGET };
+enum {
+  REC_PLAIN = 0,
+  REC_OPEN,
+  REC_REQ,
+  REC_ACKED,
+  REC_FIN,
+  REC_FORGET,
+  REC_PART
+};
 
 #define TCP_STATE_LEN (4 + 4 + 2 + 2 + 4 + 4 + 2 + 1 + 1 + 1 + 4 + 8 + 4 + 4 + 4)
-#define TABLE_MAGIC "TCT1"
+#define TABLE_MAGIC "TCT2"
 
 struct tcpr_conntab {
   const struct smr_service_ops *inner_ops;
@@ -187,6 +202,14 @@ int tcpr_rec_forget(struct smr_buf *out, uint64_t id) {
   return (put(out, REC_FORGET, 1) | put(out, id, 8)) ? -ENOMEM : 0;
 }
 
+int tcpr_rec_part(struct smr_buf *out, uint64_t id, uint64_t at,
+                  const void *bytes, size_t len) {
+  if (len == 0 || len > TCPR_MAX_PARTIAL) return -EINVAL;
+  if (put(out, REC_PART, 1) | put(out, id, 8) | put(out, at, 8))
+    return -ENOMEM;
+  return smr_buf_append(out, bytes, len);
+}
+
 /* ------------------------------------------------------------------------
  * The table
  * --------------------------------------------------------------------- */
@@ -218,7 +241,35 @@ const struct tcpr_conn *tcpr_conntab_at(const struct tcpr_conntab *t,
 
 static void conn_free(struct tcpr_conn *c) {
   free(c->unacked);
+  free(c->partial);
   free(c);
+}
+
+/* The request stream was consumed up to `end`: partial bytes below it go. */
+static void consume_partial(struct tcpr_conn *c, uint64_t end) {
+  uint64_t pend = c->rcv_off + c->partial_len;
+  if (end >= pend) {
+    c->partial_len = 0;
+  } else if (end > c->rcv_off) {
+    size_t drop = (size_t)(end - c->rcv_off);
+    memmove(c->partial, c->partial + drop, c->partial_len - drop);
+    c->partial_len -= drop;
+  }
+}
+
+static int add_partial(struct tcpr_conn *c, const uint8_t *p, size_t len) {
+  if (c->partial_len + len > TCPR_MAX_PARTIAL) return -EFBIG;
+  if (c->partial_len + len > c->partial_cap) {
+    size_t cap = c->partial_cap ? c->partial_cap : 4096;
+    while (cap < c->partial_len + len) cap *= 2;
+    void *q = realloc(c->partial, cap);
+    if (q == NULL) return -ENOMEM;
+    c->partial = q;
+    c->partial_cap = cap;
+  }
+  memcpy(c->partial + c->partial_len, p, len);
+  c->partial_len += len;
+  return 0;
 }
 
 static void remove_at(struct tcpr_conntab *t, size_t i) {
@@ -347,6 +398,7 @@ static int apply_req(struct tcpr_conntab *t, uint64_t pos, struct rd *r,
   if (rc < 0) return rc;
   rc = add_reply(c, reply->data + base + 1, reply->len - base - 1);
   if (rc < 0) return rc;
+  consume_partial(c, end);
   c->rcv_off = end;
   if (flags & TCPR_REQ_CLOSE_AFTER) c->closing = 1;
   trim(c, acked);
@@ -373,6 +425,8 @@ static int apply_fin(struct tcpr_conntab *t, struct rd *r,
   if (!found) return status(reply, TCPR_ST_SKIPPED);
   struct tcpr_conn *c = t->conns[i];
   if (c->fin || at < c->rcv_off) return status(reply, TCPR_ST_SKIPPED);
+  consume_partial(c, at); /* an unfinished request: never comes now */
+  c->partial_len = 0;
   c->rcv_off = at;
   c->fin = 1;
   return status(reply, TCPR_ST_APPLIED);
@@ -389,6 +443,26 @@ static int apply_forget(struct tcpr_conntab *t, struct rd *r,
   return status(reply, TCPR_ST_APPLIED);
 }
 
+static int apply_part(struct tcpr_conntab *t, struct rd *r,
+                      struct smr_buf *reply) {
+  uint64_t id = get(r, 8), at = get(r, 8);
+  size_t len = r->len - r->off;
+  const uint8_t *bytes = get_bytes(r, len);
+  if (r->bad || len == 0 || len > TCPR_MAX_PARTIAL) return -EINVAL;
+  int found;
+  size_t i = find_idx(t, id, &found);
+  if (!found) return status(reply, TCPR_ST_SKIPPED);
+  struct tcpr_conn *c = t->conns[i];
+  uint64_t have = c->rcv_off + c->partial_len;
+  /* Only what continues the stream exactly (a duplicate or a gap is a
+   * record of a former primary's, or a bug: skipped). */
+  if (c->fin || c->closing || at != have) return status(reply, TCPR_ST_SKIPPED);
+  int rc = add_partial(c, bytes, len);
+  if (rc == -EFBIG) return status(reply, TCPR_ST_REFUSED);
+  if (rc < 0) return rc;
+  return status(reply, TCPR_ST_APPLIED);
+}
+
 static int ct_apply(void *svc, uint64_t pos, const uint8_t *req, size_t len,
                     struct smr_buf *reply) {
   struct tcpr_conntab *t = svc;
@@ -402,6 +476,7 @@ static int ct_apply(void *svc, uint64_t pos, const uint8_t *req, size_t len,
   case REC_ACKED: return apply_acked(t, &r, reply);
   case REC_FIN: return apply_fin(t, &r, reply);
   case REC_FORGET: return apply_forget(t, &r, reply);
+  case REC_PART: return apply_part(t, &r, reply);
   default: return -EINVAL;
   }
 }
@@ -425,6 +500,8 @@ static int table_encode(const struct tcpr_conntab *t, struct smr_buf *b) {
     rc |= put(b, c->rcv_off, 8) | put(b, c->snd_off, 8) | put(b, c->acked, 8);
     rc |= put(b, (uint64_t)(c->fin | (c->closing << 1)), 1);
     rc |= smr_buf_append(b, c->unacked, unacked_len(c));
+    rc |= put(b, c->partial_len, 4);
+    rc |= smr_buf_append(b, c->partial, c->partial_len);
   }
   return rc ? -ENOMEM : 0;
 }
@@ -458,11 +535,18 @@ static int table_decode(struct tcpr_conntab *t, const uint8_t *p, size_t len) {
       u = get_bytes(&r, (size_t)ul);
     else
       r.bad = 1;
+    uint64_t pl = get(&r, 4);
+    const uint8_t *pb = NULL;
+    if (!r.bad && pl <= TCPR_MAX_PARTIAL && pl <= len)
+      pb = get_bytes(&r, (size_t)pl);
+    else
+      r.bad = 1;
     int rc = -EINVAL;
     if (!r.bad) {
       c->unacked_cap = ul ? (size_t)ul : 0;
       c->unacked = ul ? malloc((size_t)ul) : NULL;
       if (ul && c->unacked == NULL) rc = -ENOMEM;
+      else if (pl && add_partial(c, pb, (size_t)pl) < 0) rc = -ENOMEM;
       else {
         if (ul) memcpy(c->unacked, u, (size_t)ul);
         rc = insert(t, c); /* ids ascending: appends */

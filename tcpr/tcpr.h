@@ -164,6 +164,11 @@ struct tcpr_conn {
   int closing;      /* the server closes after the replies */
   uint8_t *unacked; /* reply bytes [acked, snd_off) */
   size_t unacked_cap;
+  /* Client bytes [rcv_off, rcv_off + partial_len): the start of a request
+   * too large to wait for (its client cannot send it whole without
+   * acknowledgements), replicated ahead (PART records). */
+  uint8_t *partial;
+  size_t partial_len, partial_cap;
 };
 
 /* Records a front end submits (each encoder appends to out). */
@@ -178,6 +183,13 @@ int tcpr_rec_req(struct smr_buf *out, uint64_t id, uint64_t start,
 int tcpr_rec_acked(struct smr_buf *out, uint64_t id, uint64_t acked);
 int tcpr_rec_fin(struct smr_buf *out, uint64_t id, uint64_t at);
 int tcpr_rec_forget(struct smr_buf *out, uint64_t id);
+/* Client bytes starting at stream offset `at` that belong to a request not
+ * complete yet (see struct tcpr_conn's partial). */
+int tcpr_rec_part(struct smr_buf *out, uint64_t id, uint64_t at,
+                  const void *bytes, size_t len);
+/* A partial request may hold at most this much (RESP's own limit on a
+ * request is larger, but every replica keeps these bytes). */
+#define TCPR_MAX_PARTIAL ((size_t)1 << 30)
 
 /* The reply of every record but a plain one starts with a status byte. */
 #define TCPR_ST_APPLIED 1 /* applied; REQ: the reply bytes follow */

@@ -70,7 +70,14 @@ struct client;
 
 /* What a slot's submission was (gated connections submit records other
  * than requests; their replies carry a status byte). */
-enum slot_kind { SLOT_PLAIN = 0, SLOT_OPEN, SLOT_REQ, SLOT_FIN, SLOT_OTHER };
+enum slot_kind {
+  SLOT_PLAIN = 0,
+  SLOT_OPEN,
+  SLOT_REQ,
+  SLOT_PART,
+  SLOT_FIN,
+  SLOT_OTHER
+};
 
 struct slot {
   struct client *c;
@@ -107,6 +114,9 @@ struct client {
   uint64_t id;
   struct tcpr_tcp_state tcp;
   uint64_t sent_off;   /* reply stream bytes handed to the kernel */
+  uint64_t repl_off;   /* client stream bytes submitted (REQ or PART) */
+  struct smr_buf raw;  /* client bytes from raw_off on, not replicated */
+  uint64_t raw_off;
   uint64_t acked_told; /* acknowledged offset last told to the group */
   int fin;             /* the client closed; FIN record submitted */
   int finishing;       /* close once every slot is flushed */
@@ -229,6 +239,7 @@ static void client_free(struct client *c) {
   f->n_clients--;
   resp_parser_free(&c->parser);
   smr_buf_free(&c->out);
+  smr_buf_free(&c->raw);
   while (c->head) {
     struct slot *s = c->head;
     c->head = s->next;
@@ -392,6 +403,15 @@ static void gated_submit(struct client *c, struct slot *s, uint64_t start,
   int rc = tcpr_rec_req(&f->rec, c->id, start, end, acked, flags, payload,
                         len);
   if (rc == 0) rc = submit(f, s, &f->rec);
+  if ((rc == -EMSGSIZE || rc == -EINVAL) && !(flags & TCPR_REQ_LITERAL)) {
+    /* Larger than one group message: refused, as on any connection, but
+     * through the group like every reply of a gated connection. */
+    struct smr_buf e = {0};
+    resp_add_error(&e, "ERR request too large for the group");
+    gated_submit(c, s, start, end, TCPR_REQ_LITERAL, e.data, e.len);
+    smr_buf_free(&e);
+    return;
+  }
   if (rc < 0) {
     /* Cannot reach the group: the connection cannot go on consistently. */
     flog(f, SMR_LOG_WARN, "client %" PRIu64 ": cannot submit (%s); closing",
@@ -493,6 +513,71 @@ static void gated_fin(struct client *c) {
   c->waiting++;
 }
 
+/* Parses bytes of the client's stream; complete requests are handled. */
+static void feed(struct client *c, const uint8_t *buf, size_t n) {
+  struct smrd_frontend *f = c->f;
+  size_t off = 0;
+  while (off < n && !c->closed && !c->close_after && !c->fin) {
+    size_t used = 0;
+    struct resp_request req;
+    int rc = resp_parse(&c->parser, buf + off, n - off, &used, &req);
+    off += used;
+    if (rc == 1) {
+      handle(c, &req);
+      if (c->gated && req.end > c->repl_off) c->repl_off = req.end;
+    } else if (rc < 0) {
+      /* A protocol error: its reply, then the connection closes, as in
+       * Redis. */
+      size_t len;
+      const char *e = resp_parser_error(&c->parser, &len);
+      struct slot *s = slot_new(c);
+      if (s == NULL) break;
+      if (c->gated) {
+        uint64_t at = resp_parser_offset(&c->parser);
+        gated_submit(c, s, at, at, TCPR_REQ_LITERAL | TCPR_REQ_CLOSE_AFTER, e,
+                     len);
+        c->fin = 1;
+        ev_io_stop(f->cfg.loop, &c->rw);
+      } else {
+        slot_fill(s, e, len);
+        c->close_after = 1;
+      }
+      break;
+    } else {
+      break; /* need more bytes */
+    }
+  }
+}
+
+/* A gated connection's bytes that belong to a request not complete yet are
+ * replicated ahead once there are PART_MIN of them (struct tcpr_conn's
+ * partial): the gate can then acknowledge them, and the client, whose
+ * congestion window is small at first, can send the rest. */
+#define PART_MIN 8192
+
+static void gated_part(struct client *c) {
+  struct smrd_frontend *f = c->f;
+  uint64_t upto = resp_parser_offset(&c->parser);
+  if (c->closed || c->fin || c->close_after || upto < c->repl_off + PART_MIN)
+    return;
+  /* raw holds the stream from raw_off on. */
+  size_t from = (size_t)(c->repl_off - c->raw_off);
+  size_t len = (size_t)(upto - c->repl_off);
+  struct slot *s = slot_new(c);
+  if (s == NULL) return;
+  s->kind = SLOT_PART;
+  s->end = upto;
+  smr_buf_reset(&f->rec);
+  int rc = tcpr_rec_part(&f->rec, c->id, c->repl_off, c->raw.data + from, len);
+  if (rc == 0) rc = submit(f, s, &f->rec);
+  if (rc < 0) {
+    s->ready = 1;
+    return; /* the whole request will carry it */
+  }
+  c->waiting++;
+  c->repl_off = upto;
+}
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
   (void)loop;
   (void)revents;
@@ -508,34 +593,26 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
     client_close(c);
     return;
   }
-  size_t off = 0;
-  while (off < (size_t)n && !c->closed && !c->close_after && !c->fin) {
-    size_t used = 0;
-    struct resp_request req;
-    int rc = resp_parse(&c->parser, buf + off, (size_t)n - off, &used, &req);
-    off += used;
-    if (rc == 1) {
-      handle(c, &req);
-    } else if (rc < 0) {
-      /* A protocol error: its reply, then the connection closes, as in
-       * Redis. */
-      size_t len;
-      const char *e = resp_parser_error(&c->parser, &len);
-      struct slot *s = slot_new(c);
-      if (s == NULL) break;
-      if (c->gated) {
-        uint64_t at = resp_parser_offset(&c->parser);
-        gated_submit(c, s, at, at, TCPR_REQ_LITERAL | TCPR_REQ_CLOSE_AFTER, e,
-                     len);
-        c->fin = 1;
-        ev_io_stop(loop, &c->rw);
-      } else {
-        slot_fill(s, e, len);
-        c->close_after = 1;
-      }
-      break;
-    } else {
-      break; /* need more bytes */
+  if (c->gated) {
+    /* Keep the bytes not replicated yet, for PART records. */
+    if (c->raw.len == 0) c->raw_off = resp_parser_offset(&c->parser);
+    if (smr_buf_append(&c->raw, buf, (size_t)n) < 0) {
+      client_close(c);
+      return;
+    }
+  }
+  feed(c, buf, (size_t)n);
+  if (c->gated && !c->closed) {
+    gated_part(c);
+    /* Forget what is replicated (by requests or PART records). */
+    if (c->repl_off >= c->raw_off + c->raw.len) {
+      smr_buf_reset(&c->raw);
+      c->raw_off = c->repl_off;
+    } else if (c->repl_off > c->raw_off) {
+      size_t drop = (size_t)(c->repl_off - c->raw_off);
+      memmove(c->raw.data, c->raw.data + drop, c->raw.len - drop);
+      c->raw.len -= drop;
+      c->raw_off = c->repl_off;
     }
   }
   if (!c->closed) client_flush(c);
@@ -678,7 +755,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
 /* Restores one connection of the group's table. */
 static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
   int fd = -1;
-  int rc = tcpr_restore(&t->tcp, t->rcv_off, t->acked, &fd);
+  int rc = tcpr_restore(&t->tcp, t->rcv_off + t->partial_len, t->acked, &fd);
   if (rc < 0) {
     f->restore_failures++;
     flog(f, SMR_LOG_WARN, "takeover: connection %" PRIu64
@@ -701,9 +778,14 @@ static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
   c->acked_told = t->acked;
   c->parser.offset = t->rcv_off;
   c->parser.req_start = t->rcv_off;
+  c->repl_off = t->rcv_off + t->partial_len;
+  c->raw_off = c->repl_off;
+  /* The start of an incomplete request the group holds: the parser picks
+   * up where the old primary's stood. */
+  if (t->partial_len > 0) feed(c, t->partial, t->partial_len);
   f->n_gated++;
   tcpr_gate_conn_open(f->cfg.gate, t->tcp.raddr, t->tcp.rport,
-                      t->tcp.rcv_isn1 + (uint32_t)t->rcv_off,
+                      t->tcp.rcv_isn1 + (uint32_t)c->repl_off,
                       t->tcp.rcv_wscale);
   tcpr_keeper_hold(f->cfg.keeper, c->id, fd);
   /* The reply bytes the client may lack go out as fresh data once the VIP
@@ -833,6 +915,14 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
   case SLOT_OPEN:
     s->ready = 1;
     if (st != TCPR_ST_APPLIED) c->close_after = 1; /* the table is full */
+    break;
+  case SLOT_PART:
+    s->ready = 1;
+    if (st == TCPR_ST_APPLIED && !c->closed)
+      tcpr_gate_release(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                        c->tcp.rcv_isn1 + (uint32_t)s->end);
+    else if (st == TCPR_ST_REFUSED)
+      c->close_after = 1; /* a request larger than the group keeps */
     break;
   case SLOT_FIN:
     s->ready = 1;

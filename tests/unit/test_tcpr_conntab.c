@@ -427,6 +427,65 @@ static void test_bad_image(void **state) {
   fx_free(f);
 }
 
+static void part(struct fx *f, uint64_t id, uint64_t at, const char *b,
+                 uint8_t expect) {
+  assert_int_equal(tcpr_rec_part(&f->rec, id, at, b, strlen(b)), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(f->reply.len, 1);
+  assert_int_equal(f->reply.data[0], expect);
+}
+
+/* PART records: a request's first bytes replicated ahead, consumed by the
+ * request, kept by snapshots. */
+static void test_partial_requests(void **state) {
+  (void)state;
+  struct fx *f = fx_new();
+  open_conn(f, 4, 4444);
+  req(f, 4, 0, 3, 0, 0, "abc");
+  part(f, 4, 3, "*3\r\n", TCPR_ST_APPLIED);
+  part(f, 4, 7, "$3\r\n", TCPR_ST_APPLIED);
+  part(f, 4, 7, "$3\r\n", TCPR_ST_SKIPPED);  /* a duplicate */
+  part(f, 4, 20, "zz", TCPR_ST_SKIPPED);       /* a gap */
+  part(f, 4, 11, "SET", TCPR_ST_APPLIED);
+  part(f, 4, 11, "SET", TCPR_ST_SKIPPED);
+  part(f, 99, 0, "x", TCPR_ST_SKIPPED);        /* unknown connection */
+  const struct tcpr_conn *c = tcpr_conntab_find(f->t, 4);
+  assert_int_equal(c->rcv_off, 3);
+  assert_int_equal(c->partial_len, 11);
+  assert_memory_equal(c->partial, "*3\r\n$3\r\nSET", 11);
+  assert_int_equal(tcpr_rec_part(&f->rec, 4, 14, "", 0), -EINVAL);
+
+  /* The image carries the partial bytes. */
+  struct fx *g = fx_new();
+  assert_int_equal(transfer(f, g, 5), 0);
+  c = tcpr_conntab_find(g->t, 4);
+  assert_int_equal(c->partial_len, 11);
+  assert_memory_equal(c->partial, "*3\r\n$3\r\nSET", 11);
+  fx_free(g);
+
+  /* A request ending inside the partial bytes keeps the rest. */
+  req(f, 4, 3, 10, 0, 0, "q");
+  c = tcpr_conntab_find(f->t, 4);
+  assert_int_equal(c->rcv_off, 10);
+  assert_int_equal(c->partial_len, 4);
+  assert_memory_equal(c->partial, "\nSET", 4);
+  part(f, 4, 14, "\r\n", TCPR_ST_APPLIED);
+  /* One ending past them takes them all. */
+  req(f, 4, 10, 30, 0, 0, "r");
+  c = tcpr_conntab_find(f->t, 4);
+  assert_int_equal(c->partial_len, 0);
+  assert_int_equal(c->rcv_off, 30);
+  part(f, 4, 30, "x", TCPR_ST_APPLIED);
+  /* No partial bytes after the client closed. */
+  assert_int_equal(tcpr_rec_fin(&f->rec, 4, 31), 0);
+  assert_int_equal(fx_apply(f), 0);
+  part(f, 4, 31, "y", TCPR_ST_SKIPPED);
+  c = tcpr_conntab_find(f->t, 4);
+  assert_int_equal(c->partial_len, 0);
+  assert_int_equal(c->rcv_off, 31);
+  fx_free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_requests_and_replies),
@@ -436,6 +495,7 @@ int main(void) {
       cmocka_unit_test(test_bad_records),
       cmocka_unit_test(test_snapshot_restore_digest),
       cmocka_unit_test(test_bad_image),
+      cmocka_unit_test(test_partial_requests),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
