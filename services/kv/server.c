@@ -121,6 +121,8 @@ struct client {
   int fin;             /* the client closed; FIN record submitted */
   int finishing;       /* close once every slot is flushed */
   int finished;        /* shutdown done, FORGET submitted */
+  int throttled;       /* not read: the group holds too many of its reply
+                          bytes the client has not acknowledged */
 };
 
 struct smrd_frontend {
@@ -326,7 +328,7 @@ static void client_write(struct client *c) {
       client_close(c);
       return;
     }
-    if (!ev_is_active(&c->rw) && !c->fin)
+    if (!ev_is_active(&c->rw) && !c->fin && !c->throttled)
       ev_io_start(c->f->cfg.loop, &c->rw);
   } else {
     ev_io_start(c->f->cfg.loop, &c->ww);
@@ -579,9 +581,18 @@ static void gated_part(struct client *c) {
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
-  (void)loop;
   (void)revents;
   struct client *c = w->data;
+  if (c->gated) {
+    /* Every replica keeps the reply bytes the client has not acknowledged;
+     * a client that does not read its replies is not read either. */
+    const struct tcpr_conn *t = tcpr_conntab_find(c->f->cfg.conns, c->id);
+    if (t != NULL && t->snd_off - t->acked > TCPR_MAX_UNACKED) {
+      c->throttled = 1;
+      ev_io_stop(loop, &c->rw);
+      return;
+    }
+  }
   uint8_t buf[READ_CHUNK];
   ssize_t n = read(c->fd, buf, sizeof(buf));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -802,7 +813,8 @@ static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
 static void kv_resume(struct smrd_frontend *f) {
   for (struct client *c = f->clients; c; c = c->next) {
     if (!c->gated || c->closed) continue;
-    if (!c->fin && !ev_is_active(&c->rw)) ev_io_start(f->cfg.loop, &c->rw);
+    if (!c->fin && !c->throttled && !ev_is_active(&c->rw))
+      ev_io_start(f->cfg.loop, &c->rw);
     if (c->out.len > c->out_off || c->finishing) client_write(c);
   }
 }
@@ -930,6 +942,13 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
     break;
   case SLOT_OTHER:
     s->ready = 1;
+    if (c->throttled && !c->closed) {
+      const struct tcpr_conn *t = tcpr_conntab_find(f->cfg.conns, c->id);
+      if (t == NULL || t->snd_off - t->acked <= TCPR_MAX_UNACKED / 2) {
+        c->throttled = 0;
+        if (!c->fin) ev_io_start(f->cfg.loop, &c->rw);
+      }
+    }
     break;
   }
   slot_done(c);
@@ -974,7 +993,7 @@ static void kv_on_dropped(struct smrd_frontend *f, void *cookie) {
  * reply bytes outstanding in the table and no request to carry it. */
 static void tell_acked(struct smrd_frontend *f) {
   for (struct client *c = f->clients; c; c = c->next) {
-    if (!c->gated || c->closed || c->waiting > 0) continue;
+    if (!c->gated || c->closed || (c->waiting > 0 && !c->throttled)) continue;
     uint64_t a = gated_acked(c);
     if (a == c->acked_told) continue;
     struct slot *s = slot_new(c);

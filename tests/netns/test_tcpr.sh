@@ -23,14 +23,16 @@
 #      the new primary applies them once;
 #   6. 100 concurrent connections survive one failover;
 #   7. 640 KB requests (much larger than a client can send unacknowledged)
-#      through a kill in mid-transfer.
+#      through a kill in mid-transfer;
+#   8. graceful closes (client FIN, QUIT, protocol error) go through the
+#      group and leave every member's connection table empty.
 #
 # Usage: test_tcpr.sh BUILD_DIR [SCENARIO...]   (as root; PASS/FAIL lines)
 set -euo pipefail
 
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR [SCENARIO...]}" && pwd)
 shift
-ONLY=" ${*:-1 2 3 4 6 7 5} "
+ONLY=" ${*:-1 2 3 4 6 7 8 5} "
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 SMRD=$BUILD/smr/smrd/smrd
 SMRCTL=$BUILD/smr/smrd/smrctl
@@ -360,7 +362,17 @@ for i in range(n):
     c.send_command("GET", "big:%d" % i)
     assert c.read_response() == v, "GET %d returned other bytes" % i
     assert c._sock is sock, "reconnected"
-print("ok %d values of %d bytes" % (n, size))
+# A client that does not read its replies: 30 GETs of a value (about
+# 19 MB of replies) sent before reading any; the group keeps at most 8 MB
+# of a connection's unacknowledged replies, so the primary stops reading
+# until the client catches up.  All replies must arrive, intact.
+v = hashlib.sha256(b"0").hexdigest().encode() * (size // 64)
+for i in range(30):
+    c.send_command("GET", "big:0")
+for i in range(30):
+    assert c.read_response() == v, "pipelined GET %d" % i
+assert c._sock is sock, "reconnected"
+print("ok %d values of %d bytes, then 30 unread GETs" % (n, size))
 PYEOF
   ip netns exec "$(netns_name c)" $PY "$WORK/big.py" $VIP 40 640000 "$WORK/big.ready" \
     >"$WORK/big.out" 2>&1 &
@@ -375,6 +387,31 @@ PYEOF
     fail "7. large values: $(tail -3 "$WORK/big.out")"
   fi
   rejoin "$p"
+fi
+
+if [[ $ONLY == *" 8 "* ]]; then
+  # Graceful closes go through the group: a client's FIN (every client of
+  # the scenarios above has closed by now), QUIT (the server closes after
+  # its +OK) and a protocol error (the error, then the close) leave no
+  # entry in any member's replicated table, and the server's FIN reaches
+  # the client (the gate lets an allowed close through).
+  quit_out=$(printf 'SET q 1\r\nQUIT\r\n' | netns_exec c timeout 5 bash -c \
+    "exec 3<>/dev/tcp/$VIP/6379; cat >&3; cat <&3" 2>&1 || echo "(timed out)")
+  proto_out=$(printf '*1\r\n$-7\r\n' | netns_exec c timeout 5 bash -c \
+    "exec 3<>/dev/tcp/$VIP/6379; cat >&3; cat <&3" 2>&1 || echo "(timed out)")
+  table_empty() {
+    local i
+    for i in 1 2 3; do
+      ctl "$i" connections --json | grep -q '"replicated":0,' || return 1
+    done
+  }
+  if [[ $quit_out == $'+OK\r\n+OK\r' || $quit_out == $'+OK\r\n+OK\r\n' ]] &&
+     [[ $proto_out == *"Protocol error"* ]] &&
+     netns_wait_for 10 "every member's connection table empty" table_empty; then
+    pass "8. graceful closes (client FIN, QUIT, protocol error) replicated: every member's table is empty"
+  else
+    fail "8. graceful closes: QUIT gave '$quit_out', protocol error gave '$proto_out', tables: $(ctl 1 connections --json | head -c 300)"
+  fi
 fi
 
 if [[ $ONLY == *" 5 "* ]]; then
