@@ -93,6 +93,12 @@ int tcpr_vip_del(const char *dev, const char *cidr, char *err, size_t errlen);
 int tcpr_vip_present(const char *dev, const char *cidr);
 /* Broadcasts gratuitous ARP (request and reply form) for vip from dev. */
 int tcpr_garp(const char *dev, uint32_t vip, char *err, size_t errlen);
+/* The same on a socket kept open (tcpr_garp_socket: an fd, or a negative
+ * errno): a takeover then does not wait for a packet socket's creation
+ * and release (each an RCU grace period, 10-30 ms). */
+int tcpr_garp_socket(void);
+int tcpr_garp_on(int fd, const char *dev, uint32_t vip, char *err,
+                 size_t errlen);
 /* Parses "a.b.c.d/len" (len 0..32) */
 int tcpr_parse_cidr(const char *cidr, uint32_t *addr, unsigned *prefix);
 

@@ -532,7 +532,36 @@ static void arp_build(uint8_t pkt[ARP_LEN], uint16_t op,
   memcpy(pkt + 24, &vip, 4);       /* target IP */
 }
 
+/* Sends the two frames on fd, an AF_PACKET socket. */
+static int garp_send(int fd, const char *dev, uint32_t vip, char *err,
+                     size_t errlen);
+
+int tcpr_garp_socket(void) {
+  /* Protocol 0: a socket that only sends registers no receive hook, and
+   * creating or closing it does not wait for the network stack (a socket
+   * bound to ETH_P_ARP costs an RCU grace period, 10-30 ms, each way). */
+  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  return fd < 0 ? -errno : fd;
+}
+
+int tcpr_garp_on(int fd, const char *dev, uint32_t vip, char *err,
+                 size_t errlen) {
+  return garp_send(fd, dev, vip, err, errlen);
+}
+
 int tcpr_garp(const char *dev, uint32_t vip, char *err, size_t errlen) {
+  int fd = tcpr_garp_socket();
+  if (fd < 0) {
+    snprintf(err, errlen, "tcpr: garp: socket: %s", strerror(-fd));
+    return fd;
+  }
+  int rc = garp_send(fd, dev, vip, err, errlen);
+  close(fd);
+  return rc;
+}
+
+static int garp_send(int fd, const char *dev, uint32_t vip, char *err,
+                     size_t errlen) {
   char what[96];
   uint32_t h = ntohl(vip);
   snprintf(what, sizeof(what), "garp %u.%u.%u.%u on %.40s", h >> 24,
@@ -545,8 +574,6 @@ int tcpr_garp(const char *dev, uint32_t vip, char *err, size_t errlen) {
   if (ifindex == 0)
     return report(err, errlen, what, errno != 0 ? -errno : -ENODEV, NULL);
 
-  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
-  if (fd < 0) return report(err, errlen, what, -errno, NULL);
   int rc = 0;
   struct ifreq ifr;
   memset(&ifr, 0, sizeof(ifr));
@@ -567,10 +594,6 @@ int tcpr_garp(const char *dev, uint32_t vip, char *err, size_t errlen) {
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_ARP);
   sll.sll_ifindex = (int)ifindex;
-  if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-    rc = report(err, errlen, what, -errno, "binding to the device");
-    goto out;
-  }
   sll.sll_halen = ETH_ALEN;
   memset(sll.sll_addr, 0xff, ETH_ALEN); /* Ethernet broadcast */
 
@@ -591,6 +614,5 @@ int tcpr_garp(const char *dev, uint32_t vip, char *err, size_t errlen) {
     }
   }
 out:
-  close(fd);
   return rc;
 }

@@ -758,6 +758,16 @@ int smr_leave(struct smr *g) {
   return rc;
 }
 
+enum smr_role smr_role(struct smr *g, int *quorum_lost) {
+  struct smr_core_status cs;
+  smr_core_status(g->core, &cs);
+  if (quorum_lost != NULL) *quorum_lost = cs.quorum_lost;
+  if (cs.state == SMR_ST_NORMAL)
+    return cs.rank == 0 ? SMR_ROLE_PRIMARY : SMR_ROLE_BACKUP;
+  if (cs.state == SMR_ST_WEDGED) return SMR_ROLE_WEDGED;
+  return SMR_ROLE_NONE;
+}
+
 uint64_t smr_quorum_silence(struct smr *g) {
   uint64_t heard = smr_core_quorum_heard(g->core), now = now_ms();
   if (heard == 0) return UINT64_MAX;

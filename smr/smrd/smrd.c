@@ -69,6 +69,7 @@ struct smrd {
   uint64_t takeovers, fences;
   ev_timer lease_w; /* majority contact check */
   ev_timer garp_w;  /* repeated announcements after a takeover */
+  int garp_fd;      /* a packet socket kept for them */
   int garps_left;
 };
 
@@ -118,8 +119,11 @@ static void dlog(int level, const char *fmt, ...) {
 
 static void vip_announce(struct smrd *d) {
   char err[200];
-  if (tcpr_garp(d->cfg.vip_device, d->vip, err, sizeof(err)) < 0)
-    dlog(SMR_LOG_WARN, "%s", err);
+  int rc = d->garp_fd >= 0
+               ? tcpr_garp_on(d->garp_fd, d->cfg.vip_device, d->vip, err,
+                              sizeof(err))
+               : tcpr_garp(d->cfg.vip_device, d->vip, err, sizeof(err));
+  if (rc < 0) dlog(SMR_LOG_WARN, "%s", err);
 }
 
 static void on_garp(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -178,36 +182,47 @@ static void vip_give_up(struct smrd *d, const char *why) {
   ev_timer_stop(d->loop, &d->garp_w);
 }
 
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void set_role(struct smrd *d) {
-  struct smr_status st;
-  smr_status(d->group, &st);
-  enum smr_role role = st.role;
+  int quorum_lost = 0;
+  enum smr_role role = smr_role(d->group, &quorum_lost);
   /* A primary whose view changes stays primary until the change says
    * otherwise (the front end keeps serving; the core carries its
    * submissions over). */
-  if (role == SMR_ROLE_WEDGED && d->role == SMR_ROLE_PRIMARY &&
-      !st.quorum_lost)
+  if (role == SMR_ROLE_WEDGED && d->role == SMR_ROLE_PRIMARY && !quorum_lost)
     return;
   if (role == d->role) return;
   enum smr_role was = d->role;
   d->role = role;
   if (d->vip != 0 && was == SMR_ROLE_PRIMARY && role != SMR_ROLE_PRIMARY)
-    vip_give_up(d, st.quorum_lost ? "no majority" : "no longer primary");
+    vip_give_up(d, quorum_lost ? "no majority" : "no longer primary");
   /* The front end first: a new primary restores every connection of the
    * group's table before the VIP arrives, so that no client segment finds
    * the VIP here without its socket (the kernel would answer RST). */
+  double t0 = mono_ms();
   if (d->fe != NULL && d->fe_ops->on_role != NULL)
     d->fe_ops->on_role(d->fe, role);
   if (d->vip != 0 && role == SMR_ROLE_PRIMARY) {
+    double t1 = mono_ms();
     d->self_fenced = 0;
     if (vip_take(d) == 0) d->takeovers++;
+    double t2 = mono_ms();
     if (d->fe != NULL) d->fe_ops->resume(d->fe);
-  }
-  if (d->vip != 0 && role == SMR_ROLE_PRIMARY && d->vip_held) {
-    vip_announce_now(d);
-    dlog(SMR_LOG_INFO, "VIP %s taken over: %" PRIu64 " client connection(s)",
-         d->cfg.vip_address,
-         d->fe ? d->fe_ops->vip_connections(d->fe) : (uint64_t)0);
+    if (d->vip_held) vip_announce_now(d);
+    double t3 = mono_ms();
+    if (d->vip_held)
+      dlog(SMR_LOG_INFO,
+           "VIP %s taken over: %" PRIu64 " client connection(s) "
+           "(restore %.1f ms, VIP and gate %.1f ms, resume and announce "
+           "%.1f ms)",
+           d->cfg.vip_address,
+           d->fe ? d->fe_ops->vip_connections(d->fe) : (uint64_t)0, t1 - t0,
+           t2 - t1, t3 - t2);
   }
 }
 
@@ -257,6 +272,10 @@ static int tcpr_start(struct smrd *d, char *err, size_t errlen) {
   rc = tcpr_keeper_start(d->gate, d->cfg.vip_device, d->cfg.vip_address,
                          &d->keeper, err, errlen);
   if (rc < 0) return rc;
+  d->garp_fd = tcpr_garp_socket(); /* after the fork: the keeper needs none */
+  if (d->garp_fd < 0)
+    dlog(SMR_LOG_WARN, "no packet socket for gratuitous ARP (%s); one per "
+         "announcement instead", strerror(-d->garp_fd));
   dlog(SMR_LOG_INFO, "TCP-R: VIP %s on %s, gate %s, keeper running",
        d->cfg.vip_address, d->cfg.vip_device, tcpr_gate_kind_name(d->gate));
   return 0;
@@ -267,6 +286,7 @@ static void tcpr_stop(struct smrd *d) {
   vip_give_up(d, "stopping");
   tcpr_keeper_stop(d->keeper);
   tcpr_gate_close(d->gate);
+  if (d->garp_fd >= 0) close(d->garp_fd);
 }
 
 static void on_view(void *ctx, const struct smr_view_info *v) {
@@ -536,6 +556,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   static struct smrd d;
+  d.garp_fd = -1;
   char err[800];
   if (smrd_config_load(file, &d.cfg, err, sizeof(err)) < 0) {
     fprintf(stderr, "smrd: %s\n", err);

@@ -75,7 +75,7 @@ holder() { # the member holding the VIP
   for i in 1 2 3; do
     kill -0 "${PID[$i]}" 2>/dev/null &&
       "$SMRCTL" -s "$WORK/d$i/admin.sock" status --json 2>/dev/null |
-      grep -q '"vip_held":true' && { echo "$i"; return 0; }
+      grep '"vip_held":true' >/dev/null && { echo "$i"; return 0; }
   done
   return 1
 }
@@ -140,7 +140,7 @@ new=""
 for ((k = 0; k < 400; k++)); do
   for i in 1 2 3; do
     [[ $i -eq $p ]] && continue
-    if "$SMRCTL" -s "$WORK/d$i/admin.sock" status --json 2>/dev/null | grep -q '"vip_held":true'; then
+    if "$SMRCTL" -s "$WORK/d$i/admin.sock" status --json 2>/dev/null | grep >/dev/null '"vip_held":true'; then
       new=$i
       break 2
     fi

@@ -128,7 +128,7 @@ in_view_of() { # i n
     [[ $(grep -o '"rank"' <<<"$s" | wc -l) -eq $2 ]]
 }
 # holds_vip i: member i is primary and holds the VIP with the gate open.
-holds_vip() { ctl "$1" status --json 2>/dev/null | grep -q '"vip_held":true'; }
+holds_vip() { ctl "$1" status --json 2>/dev/null | grep >/dev/null '"vip_held":true'; }
 primary() { # the member that holds the VIP now (number), or empty
   local i
   for i in 1 2 3; do
@@ -402,7 +402,7 @@ if [[ $ONLY == *" 8 "* ]]; then
   table_empty() {
     local i
     for i in 1 2 3; do
-      ctl "$i" connections --json | grep -q '"replicated":0,' || return 1
+      ctl "$i" connections --json | grep >/dev/null '"replicated":0,' || return 1
     done
   }
   if [[ $quit_out == $'+OK\r\n+OK\r' || $quit_out == $'+OK\r\n+OK\r\n' ]] &&

@@ -56,11 +56,11 @@ tool() { # HOST args...
   netns_exec "$host" "$TOOL" "$@"
 }
 addrs() { ip -n "$(netns_name "$1")" -4 -o addr show dev eth0; }
-has_addr() { addrs "$1" | grep -q " inet $2 "; } # HOST a.b.c.d/len
-is_secondary() { addrs "$1" | grep " inet $2 " | grep -q " secondary "; }
+has_addr() { addrs "$1" | grep >/dev/null " inet $2 "; } # HOST a.b.c.d/len
+is_secondary() { addrs "$1" | grep " inet $2 " | grep >/dev/null " secondary "; }
 mac_of() { ip -n "$(netns_name "$1")" -br link show eth0 | awk '{print $3}'; }
 neigh() { ip -n "$(netns_name "$1")" neigh show "$VIP" dev eth0; }
-neigh_has() { neigh "$1" | grep -q "lladdr $2 "; } # HOST MAC
+neigh_has() { neigh "$1" | grep >/dev/null "lladdr $2 "; } # HOST MAC
 # The name written by the server that answers ADDR:PORT from the client.
 answer() {
   netns_exec c timeout 2 bash -c "exec 3<>/dev/tcp/$1/$PORT && cat <&3"
@@ -101,7 +101,7 @@ if is_secondary n1 "$CIDR" && ! is_secondary n1 10.77.0.1/24; then
 else
   fail "primary/secondary on n1: $(addrs n1)"
 fi
-if addrs n1 | grep -q " inet $CIDR brd 10.77.0.255 "; then
+if addrs n1 | grep >/dev/null " inet $CIDR brd 10.77.0.255 "; then
   pass "the VIP has the subnet's broadcast address 10.77.0.255"
 else
   fail "broadcast address: $(addrs n1)"

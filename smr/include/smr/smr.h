@@ -138,6 +138,10 @@ int smr_ask_leave(struct smr *g, const char *id);
 
 void smr_status(struct smr *g, struct smr_status *st);
 
+/* This member's role now, and (if quorum_lost is not NULL) whether it has
+ * lost its majority.  Cheap, unlike smr_status (which digests the state). */
+enum smr_role smr_role(struct smr *g, int *quorum_lost);
+
 /* Milliseconds since this member last heard from a majority of its view
  * (itself included); UINT64_MAX when it is not in a view.  Cheap. */
 uint64_t smr_quorum_silence(struct smr *g);
