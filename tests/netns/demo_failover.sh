@@ -45,26 +45,12 @@ trap 'exit 1' TERM INT
 say() { printf '%s demo: %s\n' "$(date +%T.%3N)" "$*"; }
 
 "$SRC/smr/net/smr-mkcerts" "$WORK/certs" n1 n2 n3 >/dev/null
-for i in 1 2 3; do
-  cat >"$WORK/n$i.ini" <<EOF
-[group]
-name = kv
-members = n1=10.77.0.1:7000, n2=10.77.0.2:7000, n3=10.77.0.3:7000
-[node]
-id = n$i
-data_dir = $WORK/d$i
-[transport]
-tls_ca = $WORK/certs/ca.pem
-tls_cert = $WORK/certs/n$i.pem
-tls_key = $WORK/certs/n$i.key
-[vip]
+netns_write_configs "$WORK" 3 "[vip]
 address = $VIP/24
 device = eth0
 gate = bpf
 [service]
-port = 6379
-EOF
-done
+port = 6379"
 declare -A PID
 for i in 1 2 3; do
   netns_spawn "n$i" "$WORK/log$i" "$SMRD" --config "$WORK/n$i.ini"

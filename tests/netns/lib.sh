@@ -20,6 +20,7 @@
 #   netns_link_down i         unplug member i from the switch (host death)
 #   netns_wait_for SECS what cmd...   poll cmd until it succeeds or fail
 #   netns_ip i                the address of member i
+#   netns_write_configs DIR N [INI]   smrd configs DIR/n1.ini..nN.ini
 
 NETNS_P="smr$$"
 NETNS_N=0
@@ -133,5 +134,24 @@ netns_wait_for() {
       return 1
     fi
     sleep 0.1
+  done
+}
+
+# netns_write_configs DIR N [INI]: smrd configurations DIR/n1.ini..nN.ini
+# for a group "kv" of N members at 10.77.0.<i>:7000 with mutual TLS (the
+# certificates in DIR/certs, as smr-mkcerts makes them) and data in
+# DIR/d<i>.  INI (more sections, one string with newlines) is appended to
+# each, with every "@i@" replaced by the member's number.
+netns_write_configs() {
+  local dir=$1 n=$2 extra=${3:-} i members=""
+  for ((i = 1; i <= n; i++)); do
+    members+="${members:+, }n$i=$(netns_ip "$i"):7000"
+  done
+  for ((i = 1; i <= n; i++)); do
+    printf '%s\n' '[group]' 'name = kv' "members = $members" \
+      '[node]' "id = n$i" "data_dir = $dir/d$i" \
+      '[transport]' "tls_ca = $dir/certs/ca.pem" \
+      "tls_cert = $dir/certs/n$i.pem" "tls_key = $dir/certs/n$i.key" \
+      "${extra//@i@/$i}" >"$dir/n$i.ini"
   done
 }

@@ -52,29 +52,14 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 "$MKCERTS" "$WORK/certs" n1 n2 n3 >/dev/null
 "$MKCERTS" "$WORK/evil" n2 >/dev/null # another CA, same member name
 
-members="n1=10.77.0.1:7000, n2=10.77.0.2:7000, n3=10.77.0.3:7000"
-for i in 1 2 3; do
-  cat >"$WORK/n$i.ini" <<EOF
-[group]
-name = kv
-members = $members
-[node]
-id = n$i
-data_dir = $WORK/d$i
-[transport]
-tls_ca = $WORK/certs/ca.pem
-tls_cert = $WORK/certs/n$i.pem
-tls_key = $WORK/certs/n$i.key
-[failure]
+netns_write_configs "$WORK" 3 "[failure]
 heartbeat_ms = 20
 suspect_ms = 300
 [durability]
 mode = fsync
 checkpoint_every = 20000
 [service]
-port = 6379
-EOF
-done
+port = 6379"
 
 declare -A PID
 start() { # i

@@ -75,20 +75,11 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 SUSPECT_MS=200
 
 write_configs() { # [replication_delay_ms]
-  local delay=${1:-0} i
-  for i in 1 2 3; do
-    cat >"$WORK/n$i.ini" <<EOF
-[group]
-name = kv
-members = n1=10.77.0.1:7000, n2=10.77.0.2:7000, n3=10.77.0.3:7000
-[node]
-id = n$i
-data_dir = $WORK/d$i
-[transport]
-tls_ca = $WORK/certs/ca.pem
-tls_cert = $WORK/certs/n$i.pem
-tls_key = $WORK/certs/n$i.key
-[failure]
+  local delay=${1:-0} test=""
+  if [[ $delay -gt 0 ]]; then
+    test=$'\n[test]\nreplication_delay_ms = '$delay
+  fi
+  netns_write_configs "$WORK" 3 "[failure]
 heartbeat_ms = 20
 suspect_ms = $SUSPECT_MS
 [durability]
@@ -99,12 +90,7 @@ address = $VIP/24
 device = eth0
 gate = bpf
 [service]
-port = 6379
-EOF
-    if [[ $delay -gt 0 ]]; then
-      printf '[test]\nreplication_delay_ms = %s\n' "$delay" >>"$WORK/n$i.ini"
-    fi
-  done
+port = 6379$test"
 }
 
 declare -A PID
