@@ -29,6 +29,13 @@
  *   ACKED   the client acknowledged reply bytes up to an offset: trim;
  *   FIN     the client closed its side;
  *   FORGET  the connection is gone;
+ *   TAKE    a new primary takes the connections over.
+ *
+ * Every record but PLAIN carries the submitter's owner epoch (the epoch of
+ * the view in which it became primary).  The table remembers the highest
+ * one it applied and skips records with a lower one: a deposed primary can
+ * still have submissions on their way (the core resubmits them when it
+ * rejoins), and they must not move offsets the new primary restored from.
  *   PART    client bytes of a request that is not complete yet, replicated
  *           ahead so that the gate can acknowledge them: a client cannot
  *           send more than its congestion window without acknowledgements,
@@ -65,7 +72,8 @@ enum {
   REC_ACKED,
   REC_FIN,
   REC_FORGET,
-  REC_PART
+  REC_PART,
+  REC_TAKE
 };
 
 #define TCP_STATE_LEN (4 + 4 + 2 + 2 + 4 + 4 + 2 + 1 + 1 + 1 + 4 + 8 + 4 + 4 + 4)
@@ -75,6 +83,7 @@ struct tcpr_conntab {
   const struct smr_service_ops *inner_ops;
   void *inner;
   struct tcpr_conn **conns; /* sorted by id */
+  uint64_t owner;           /* the current primary's owner epoch */
   size_t n, cap;
   /* Restore in progress. */
   uint64_t r_pos, r_table_len;
@@ -170,42 +179,56 @@ int tcpr_rec_plain(struct smr_buf *out, const void *req, size_t len) {
   return smr_buf_append(out, req, len);
 }
 
-int tcpr_rec_open(struct smr_buf *out, uint64_t id,
+int tcpr_rec_open(struct smr_buf *out, uint64_t owner, uint64_t id,
                   const struct tcpr_tcp_state *st) {
-  if (put(out, REC_OPEN, 1) < 0 || put(out, id, 8) < 0) return -ENOMEM;
+  if (put(out, REC_OPEN, 1) | put(out, owner, 8) | put(out, id, 8))
+    return -ENOMEM;
   return put_tcp(out, st);
 }
 
-int tcpr_rec_req(struct smr_buf *out, uint64_t id, uint64_t start,
-                 uint64_t end, uint64_t acked, unsigned flags,
+int tcpr_rec_req(struct smr_buf *out, uint64_t owner, uint64_t id,
+                 uint64_t start, uint64_t end, uint64_t acked, unsigned flags,
                  const void *payload, size_t len) {
   if (end < start || flags > (TCPR_REQ_LITERAL | TCPR_REQ_CLOSE_AFTER))
     return -EINVAL;
-  int rc = put(out, REC_REQ, 1) | put(out, id, 8) | put(out, start, 8) |
+  int rc = put(out, REC_REQ, 1) | put(out, owner, 8) | put(out, id, 8) |
+           put(out, start, 8) |
            put(out, end, 8) | put(out, acked, 8) | put(out, flags, 1);
   if (rc) return -ENOMEM;
   return smr_buf_append(out, payload, len);
 }
 
-int tcpr_rec_acked(struct smr_buf *out, uint64_t id, uint64_t acked) {
-  return (put(out, REC_ACKED, 1) | put(out, id, 8) | put(out, acked, 8))
+int tcpr_rec_acked(struct smr_buf *out, uint64_t owner, uint64_t id,
+                   uint64_t acked) {
+  return (put(out, REC_ACKED, 1) | put(out, owner, 8) | put(out, id, 8) |
+          put(out, acked, 8))
              ? -ENOMEM
              : 0;
 }
 
-int tcpr_rec_fin(struct smr_buf *out, uint64_t id, uint64_t at) {
-  return (put(out, REC_FIN, 1) | put(out, id, 8) | put(out, at, 8)) ? -ENOMEM
-                                                                     : 0;
+int tcpr_rec_fin(struct smr_buf *out, uint64_t owner, uint64_t id,
+                 uint64_t at) {
+  return (put(out, REC_FIN, 1) | put(out, owner, 8) | put(out, id, 8) |
+          put(out, at, 8))
+             ? -ENOMEM
+             : 0;
 }
 
-int tcpr_rec_forget(struct smr_buf *out, uint64_t id) {
-  return (put(out, REC_FORGET, 1) | put(out, id, 8)) ? -ENOMEM : 0;
+int tcpr_rec_forget(struct smr_buf *out, uint64_t owner, uint64_t id) {
+  return (put(out, REC_FORGET, 1) | put(out, owner, 8) | put(out, id, 8))
+             ? -ENOMEM
+             : 0;
 }
 
-int tcpr_rec_part(struct smr_buf *out, uint64_t id, uint64_t at,
-                  const void *bytes, size_t len) {
+int tcpr_rec_take(struct smr_buf *out, uint64_t owner) {
+  return (put(out, REC_TAKE, 1) | put(out, owner, 8)) ? -ENOMEM : 0;
+}
+
+int tcpr_rec_part(struct smr_buf *out, uint64_t owner, uint64_t id,
+                  uint64_t at, const void *bytes, size_t len) {
   if (len == 0 || len > TCPR_MAX_PARTIAL) return -EINVAL;
-  if (put(out, REC_PART, 1) | put(out, id, 8) | put(out, at, 8))
+  if (put(out, REC_PART, 1) | put(out, owner, 8) | put(out, id, 8) |
+      put(out, at, 8))
     return -ENOMEM;
   return smr_buf_append(out, bytes, len);
 }
@@ -233,6 +256,8 @@ const struct tcpr_conn *tcpr_conntab_find(const struct tcpr_conntab *t,
 }
 
 size_t tcpr_conntab_count(const struct tcpr_conntab *t) { return t->n; }
+
+uint64_t tcpr_conntab_owner(const struct tcpr_conntab *t) { return t->owner; }
 
 const struct tcpr_conn *tcpr_conntab_at(const struct tcpr_conntab *t,
                                         size_t i) {
@@ -281,6 +306,7 @@ static void remove_at(struct tcpr_conntab *t, size_t i) {
 static void table_clear(struct tcpr_conntab *t) {
   for (size_t i = 0; i < t->n; i++) conn_free(t->conns[i]);
   t->n = 0;
+  t->owner = 0;
 }
 
 /* Inserts c (its id not present).  -ENOSPC when full. */
@@ -339,12 +365,28 @@ static int status(struct smr_buf *reply, uint8_t st) {
   return smr_buf_append(reply, &st, 1);
 }
 
-static int apply_open(struct tcpr_conntab *t, struct rd *r,
+/* Records of a primary that has been replaced (a lower owner epoch than
+ * the table's) are skipped: a deposed primary may still have submissions
+ * on their way.  A higher owner epoch takes the table over. */
+static int own(struct tcpr_conntab *t, uint64_t owner) {
+  if (owner < t->owner) return 0;
+  t->owner = owner;
+  return 1;
+}
+
+static int apply_take(struct tcpr_conntab *t, uint64_t owner, struct rd *r,
+                      struct smr_buf *reply) {
+  if (r->bad || r->off != r->len) return -EINVAL;
+  return status(reply, own(t, owner) ? TCPR_ST_APPLIED : TCPR_ST_SKIPPED);
+}
+
+static int apply_open(struct tcpr_conntab *t, uint64_t owner, struct rd *r,
                       struct smr_buf *reply) {
   uint64_t id = get(r, 8);
   struct tcpr_tcp_state st;
   get_tcp(r, &st);
   if (r->bad || r->off != r->len) return -EINVAL;
+  if (!own(t, owner)) return status(reply, TCPR_ST_SKIPPED);
   /* A new connection from the same client address and port replaces one
    * the table still holds (its FORGET was lost with a primary). */
   for (size_t i = 0; i < t->n; i++) {
@@ -369,8 +411,8 @@ static int apply_open(struct tcpr_conntab *t, struct rd *r,
   return status(reply, TCPR_ST_APPLIED);
 }
 
-static int apply_req(struct tcpr_conntab *t, uint64_t pos, struct rd *r,
-                     struct smr_buf *reply) {
+static int apply_req(struct tcpr_conntab *t, uint64_t owner, uint64_t pos,
+                     struct rd *r, struct smr_buf *reply) {
   uint64_t id = get(r, 8), start = get(r, 8), end = get(r, 8);
   uint64_t acked = get(r, 8);
   unsigned flags = (unsigned)get(r, 1);
@@ -379,6 +421,7 @@ static int apply_req(struct tcpr_conntab *t, uint64_t pos, struct rd *r,
     return -EINVAL;
   size_t plen = r->len - r->off;
   const uint8_t *payload = get_bytes(r, plen);
+  if (!own(t, owner)) return status(reply, TCPR_ST_SKIPPED);
   int found;
   size_t i = find_idx(t, id, &found);
   if (!found) return status(reply, TCPR_ST_SKIPPED);
@@ -405,10 +448,11 @@ static int apply_req(struct tcpr_conntab *t, uint64_t pos, struct rd *r,
   return 0;
 }
 
-static int apply_acked(struct tcpr_conntab *t, struct rd *r,
+static int apply_acked(struct tcpr_conntab *t, uint64_t owner, struct rd *r,
                        struct smr_buf *reply) {
   uint64_t id = get(r, 8), acked = get(r, 8);
   if (r->bad || r->off != r->len) return -EINVAL;
+  if (!own(t, owner)) return status(reply, TCPR_ST_SKIPPED);
   int found;
   size_t i = find_idx(t, id, &found);
   if (!found) return status(reply, TCPR_ST_SKIPPED);
@@ -416,10 +460,11 @@ static int apply_acked(struct tcpr_conntab *t, struct rd *r,
   return status(reply, TCPR_ST_APPLIED);
 }
 
-static int apply_fin(struct tcpr_conntab *t, struct rd *r,
+static int apply_fin(struct tcpr_conntab *t, uint64_t owner, struct rd *r,
                      struct smr_buf *reply) {
   uint64_t id = get(r, 8), at = get(r, 8);
   if (r->bad || r->off != r->len) return -EINVAL;
+  if (!own(t, owner)) return status(reply, TCPR_ST_SKIPPED);
   int found;
   size_t i = find_idx(t, id, &found);
   if (!found) return status(reply, TCPR_ST_SKIPPED);
@@ -432,10 +477,11 @@ static int apply_fin(struct tcpr_conntab *t, struct rd *r,
   return status(reply, TCPR_ST_APPLIED);
 }
 
-static int apply_forget(struct tcpr_conntab *t, struct rd *r,
+static int apply_forget(struct tcpr_conntab *t, uint64_t owner, struct rd *r,
                         struct smr_buf *reply) {
   uint64_t id = get(r, 8);
   if (r->bad || r->off != r->len) return -EINVAL;
+  if (!own(t, owner)) return status(reply, TCPR_ST_SKIPPED);
   int found;
   size_t i = find_idx(t, id, &found);
   if (!found) return status(reply, TCPR_ST_SKIPPED);
@@ -443,12 +489,13 @@ static int apply_forget(struct tcpr_conntab *t, struct rd *r,
   return status(reply, TCPR_ST_APPLIED);
 }
 
-static int apply_part(struct tcpr_conntab *t, struct rd *r,
+static int apply_part(struct tcpr_conntab *t, uint64_t owner, struct rd *r,
                       struct smr_buf *reply) {
   uint64_t id = get(r, 8), at = get(r, 8);
   size_t len = r->len - r->off;
   const uint8_t *bytes = get_bytes(r, len);
   if (r->bad || len == 0 || len > TCPR_MAX_PARTIAL) return -EINVAL;
+  if (!own(t, owner)) return status(reply, TCPR_ST_SKIPPED);
   int found;
   size_t i = find_idx(t, id, &found);
   if (!found) return status(reply, TCPR_ST_SKIPPED);
@@ -468,15 +515,18 @@ static int ct_apply(void *svc, uint64_t pos, const uint8_t *req, size_t len,
   struct tcpr_conntab *t = svc;
   if (len < 1) return -EINVAL;
   struct rd r = {req, len, 1, 0};
-  switch (req[0]) {
-  case REC_PLAIN:
+  if (req[0] == REC_PLAIN)
     return t->inner_ops->apply(t->inner, pos, req + 1, len - 1, reply);
-  case REC_OPEN: return apply_open(t, &r, reply);
-  case REC_REQ: return apply_req(t, pos, &r, reply);
-  case REC_ACKED: return apply_acked(t, &r, reply);
-  case REC_FIN: return apply_fin(t, &r, reply);
-  case REC_FORGET: return apply_forget(t, &r, reply);
-  case REC_PART: return apply_part(t, &r, reply);
+  uint64_t owner = get(&r, 8);
+  if (r.bad) return -EINVAL;
+  switch (req[0]) {
+  case REC_OPEN: return apply_open(t, owner, &r, reply);
+  case REC_REQ: return apply_req(t, owner, pos, &r, reply);
+  case REC_ACKED: return apply_acked(t, owner, &r, reply);
+  case REC_FIN: return apply_fin(t, owner, &r, reply);
+  case REC_FORGET: return apply_forget(t, owner, &r, reply);
+  case REC_PART: return apply_part(t, owner, &r, reply);
+  case REC_TAKE: return apply_take(t, owner, &r, reply);
   default: return -EINVAL;
   }
 }
@@ -492,7 +542,8 @@ static int ct_query(void *svc, const uint8_t *req, size_t len,
  * --------------------------------------------------------------------- */
 
 static int table_encode(const struct tcpr_conntab *t, struct smr_buf *b) {
-  int rc = smr_buf_append(b, TABLE_MAGIC, 4) | put(b, t->n, 4);
+  int rc = smr_buf_append(b, TABLE_MAGIC, 4) | put(b, t->n, 4) |
+           put(b, t->owner, 8);
   for (size_t i = 0; i < t->n && rc == 0; i++) {
     const struct tcpr_conn *c = t->conns[i];
     rc |= put(b, c->id, 8);
@@ -511,8 +562,10 @@ static int table_decode(struct tcpr_conntab *t, const uint8_t *p, size_t len) {
   struct rd r = {p, len, 0, 0};
   const uint8_t *magic = get_bytes(&r, 4);
   uint64_t n = get(&r, 4);
+  uint64_t owner = get(&r, 8);
   if (r.bad || memcmp(magic, TABLE_MAGIC, 4) != 0 || n > TCPR_MAX_CONNS)
     return -EINVAL;
+  t->owner = owner;
   uint64_t prev = 0;
   for (uint64_t i = 0; i < n; i++) {
     struct tcpr_conn *c = calloc(1, sizeof(*c));

@@ -40,7 +40,9 @@
  *     restored rcv_nxt, so the captured window is re-based there;
  *   - SO_REUSEADDR is set before entering repair mode: entering it makes
  *     the socket force-reusable (the port is the listener's), and a later
- *     SO_REUSEADDR would undo that.
+ *     SO_REUSEADDR would undo that; leaving repair mode clears the flag,
+ *     so it is set again afterwards (at capture too), or the connection's
+ *     TIME_WAIT would block a restarted server's listener.
  *
  * Deviation from libsoccr: no queued data is captured or restored.  The
  * receive queue is empty by construction (bytes the group has not applied
@@ -191,10 +193,16 @@ int tcpr_capture(int fd, struct tcpr_tcp_state *st) {
     st->rcv_wscale = ti.tcpi_rcv_wscale;
   }
 
+  /* Repair mode overwrites the socket's reuse flag (and leaving it clears
+   * the flag): put back what it was, or the connection's TIME_WAIT would
+   * keep a restarted server from listening on the port. */
+  int reuse = 0;
+  gopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
   if ((rc = sopt_int(fd, IPPROTO_TCP, TCP_REPAIR, 1)) < 0) return rc;
   rc = capture_repair(fd, st);
   /* Leave repair mode without a window probe, whatever happened. */
   int off = sopt_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP);
+  if (reuse) sopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   return rc < 0 ? rc : off;
 }
 
@@ -300,6 +308,10 @@ int tcpr_restore(const struct tcpr_tcp_state *st, uint64_t rcv_off,
     tcpr_close_silently(fd);
     return rc;
   }
+  /* Leaving repair mode also cleared the reuse flag: set it again, or this
+   * socket, should it ever outlive its process (closing), would keep a
+   * restarted server from listening on the port. */
+  sopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   sopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   *fd_out = fd;
   return 0;
@@ -307,9 +319,15 @@ int tcpr_restore(const struct tcpr_tcp_state *st, uint64_t rcv_off,
 
 void tcpr_close_silently(int fd) {
   if (fd < 0) return;
-  /* In repair mode a close sends nothing; if that fails (no privilege),
-   * SO_LINGER 0 would send RST, so just close. */
-  sopt_int(fd, IPPROTO_TCP, TCP_REPAIR, 1);
+  /* In repair mode a close sends nothing.  Repair mode is refused in some
+   * states (the client's FIN arrived: CLOSE_WAIT; ours was sent:
+   * FIN_WAIT); then an abortive close, whose RST the gate drops (the
+   * connection is still in its table, or the host is fenced), so that no
+   * closing socket lingers on the port. */
+  if (sopt_int(fd, IPPROTO_TCP, TCP_REPAIR, 1) < 0) {
+    struct linger l = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  }
   close(fd);
 }
 

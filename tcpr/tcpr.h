@@ -180,26 +180,32 @@ struct tcpr_conn {
 /* Records a front end submits (each encoder appends to out). */
 #define TCPR_REQ_LITERAL 1     /* payload is the reply itself (QUIT, errors) */
 #define TCPR_REQ_CLOSE_AFTER 2 /* the server closes after this reply */
+/* owner: the submitter's owner epoch, the epoch of the view in which it
+ * became primary (records of an earlier owner are skipped). */
 int tcpr_rec_plain(struct smr_buf *out, const void *req, size_t len);
-int tcpr_rec_open(struct smr_buf *out, uint64_t id,
+int tcpr_rec_take(struct smr_buf *out, uint64_t owner);
+int tcpr_rec_open(struct smr_buf *out, uint64_t owner, uint64_t id,
                   const struct tcpr_tcp_state *st);
-int tcpr_rec_req(struct smr_buf *out, uint64_t id, uint64_t start,
-                 uint64_t end, uint64_t acked, unsigned flags,
+int tcpr_rec_req(struct smr_buf *out, uint64_t owner, uint64_t id,
+                 uint64_t start, uint64_t end, uint64_t acked, unsigned flags,
                  const void *payload, size_t len);
-int tcpr_rec_acked(struct smr_buf *out, uint64_t id, uint64_t acked);
-int tcpr_rec_fin(struct smr_buf *out, uint64_t id, uint64_t at);
-int tcpr_rec_forget(struct smr_buf *out, uint64_t id);
+int tcpr_rec_acked(struct smr_buf *out, uint64_t owner, uint64_t id,
+                   uint64_t acked);
+int tcpr_rec_fin(struct smr_buf *out, uint64_t owner, uint64_t id,
+                 uint64_t at);
+int tcpr_rec_forget(struct smr_buf *out, uint64_t owner, uint64_t id);
 /* Client bytes starting at stream offset `at` that belong to a request not
  * complete yet (see struct tcpr_conn's partial). */
-int tcpr_rec_part(struct smr_buf *out, uint64_t id, uint64_t at,
-                  const void *bytes, size_t len);
+int tcpr_rec_part(struct smr_buf *out, uint64_t owner, uint64_t id,
+                  uint64_t at, const void *bytes, size_t len);
 /* A partial request may hold at most this much (RESP's own limit on a
  * request is larger, but every replica keeps these bytes). */
 #define TCPR_MAX_PARTIAL ((size_t)1 << 30)
 
 /* The reply of every record but a plain one starts with a status byte. */
 #define TCPR_ST_APPLIED 1 /* applied; REQ: the reply bytes follow */
-#define TCPR_ST_SKIPPED 2 /* a duplicate, or for a connection not known */
+#define TCPR_ST_SKIPPED 2 /* a duplicate, for a connection not known, or
+                             from a replaced primary */
 #define TCPR_ST_REFUSED 3 /* OPEN: the table is full */
 
 /* Wraps a service: the table's state machine applies tcpr records and hands
@@ -215,6 +221,8 @@ const struct tcpr_conn *tcpr_conntab_at(const struct tcpr_conntab *t,
                                         size_t i);
 const struct tcpr_conn *tcpr_conntab_find(const struct tcpr_conntab *t,
                                           uint64_t id);
+/* The owner epoch of the primary the table follows now. */
+uint64_t tcpr_conntab_owner(const struct tcpr_conntab *t);
 
 
 /* ------------------------------------------------------------------------

@@ -139,6 +139,7 @@ struct smrd_frontend {
   struct held *held, *held_tail; /* in submission order */
   ev_timer held_w;
   uint64_t n_gated, restore_failures;
+  uint64_t owner;        /* our owner epoch (tcpr_rec_*), set at takeover */
   /* Test only: replies of gated connections held back (reply_delay_ms). */
   struct slot **late;
   double *late_due;
@@ -175,6 +176,9 @@ static void held_arm(struct smrd_frontend *f);
  * Returns 0 or a negative errno other than EAGAIN (nothing held then). */
 static int submit(struct smrd_frontend *f, struct slot *s,
                   const struct smr_buf *rec) {
+  /* Refused now rather than from the held queue, where the caller could no
+   * longer answer it. */
+  if (rec->len > SMR_MAX_REQUEST) return -EMSGSIZE;
   if (f->held == NULL && f->cfg.replication_delay_ms == 0) {
     int rc = smr_submit(f->cfg.group, rec->data, rec->len, s);
     if (rc != -EAGAIN) return rc;
@@ -262,7 +266,7 @@ static void gated_forget(struct client *c) {
   if (s == NULL) return;
   s->kind = SLOT_OTHER;
   smr_buf_reset(&f->rec);
-  if (tcpr_rec_forget(&f->rec, c->id) == 0 && submit(f, s, &f->rec) == 0)
+  if (tcpr_rec_forget(&f->rec, f->owner, c->id) == 0 && submit(f, s, &f->rec) == 0)
     c->waiting++;
   else
     s->ready = 1;
@@ -299,7 +303,8 @@ static void client_drop_silently(struct client *c) {
     ev_io_stop(f->cfg.loop, &c->ww);
     tcpr_close_silently(c->fd); /* repair mode first: the keeper's copy */
     tcpr_keeper_drop(f->cfg.keeper, c->id); /* closes silently too */
-    tcpr_gate_conn_close(f->cfg.gate, c->tcp.raddr, c->tcp.rport);
+    /* The gate keeps its entry: whatever the socket still emits as it goes
+     * (an abortive close's RST) must stay held. */
     f->n_gated--;
     c->closed = 1;
     c->finished = 1; /* the group keeps it, for the next primary */
@@ -402,7 +407,7 @@ static void gated_submit(struct client *c, struct slot *s, uint64_t start,
   smr_buf_reset(&f->rec);
   s->kind = SLOT_REQ;
   s->end = end;
-  int rc = tcpr_rec_req(&f->rec, c->id, start, end, acked, flags, payload,
+  int rc = tcpr_rec_req(&f->rec, f->owner, c->id, start, end, acked, flags, payload,
                         len);
   if (rc == 0) rc = submit(f, s, &f->rec);
   if ((rc == -EMSGSIZE || rc == -EINVAL) && !(flags & TCPR_REQ_LITERAL)) {
@@ -430,7 +435,7 @@ static void handle(struct client *c, const struct resp_request *r) {
   struct smrd_frontend *f = c->f;
   struct slot *s = slot_new(c);
   if (s == NULL) {
-    client_close(c);
+    c->close_after = 1; /* out of memory: closes once the output is out */
     return;
   }
   if (name_is(r, "QUIT")) {
@@ -504,7 +509,7 @@ static void gated_fin(struct client *c) {
   }
   s->kind = SLOT_FIN;
   smr_buf_reset(&f->rec);
-  int rc = tcpr_rec_fin(&f->rec, c->id, resp_parser_offset(&c->parser));
+  int rc = tcpr_rec_fin(&f->rec, f->owner, c->id, resp_parser_offset(&c->parser));
   if (rc == 0) rc = submit(f, s, &f->rec);
   if (rc < 0) {
     s->ready = 1;
@@ -570,7 +575,7 @@ static void gated_part(struct client *c) {
   s->kind = SLOT_PART;
   s->end = upto;
   smr_buf_reset(&f->rec);
-  int rc = tcpr_rec_part(&f->rec, c->id, c->repl_off, c->raw.data + from, len);
+  int rc = tcpr_rec_part(&f->rec, f->owner, c->id, c->repl_off, c->raw.data + from, len);
   if (rc == 0) rc = submit(f, s, &f->rec);
   if (rc < 0) {
     s->ready = 1;
@@ -687,7 +692,7 @@ static int gated_accept(struct client *c) {
   if (s == NULL) return -1;
   s->kind = SLOT_OPEN;
   smr_buf_reset(&f->rec);
-  rc = tcpr_rec_open(&f->rec, c->id, &c->tcp);
+  rc = tcpr_rec_open(&f->rec, f->owner, c->id, &c->tcp);
   if (rc == 0) rc = submit(f, s, &f->rec);
   if (rc < 0) {
     s->ready = 1;
@@ -747,6 +752,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
           if (sock_v4(fd, 1, &pa, &pp) == 0)
             tcpr_gate_allow_close(f->cfg.gate, pa, pp);
           if (c->gated) {
+            tcpr_keeper_drop(f->cfg.keeper, c->id);
             c->gated = 0;
             f->n_gated--;
           }
@@ -773,7 +779,7 @@ static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
          " cannot be restored (%s); the group forgets it", t->id,
          strerror(-rc));
     smr_buf_reset(&f->rec);
-    if (tcpr_rec_forget(&f->rec, t->id) == 0)
+    if (tcpr_rec_forget(&f->rec, f->owner, t->id) == 0)
       smr_submit(f->cfg.group, f->rec.data, f->rec.len, &f->tick_cookie);
     return;
   }
@@ -811,7 +817,9 @@ static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
 
 /* The VIP is ours and the gate open: restored connections go on. */
 static void kv_resume(struct smrd_frontend *f) {
-  for (struct client *c = f->clients; c; c = c->next) {
+  struct client *next;
+  for (struct client *c = f->clients; c; c = next) {
+    next = c->next; /* client_write may close and free c */
     if (!c->gated || c->closed) continue;
     if (!c->fin && !c->throttled && !ev_is_active(&c->rw))
       ev_io_start(f->cfg.loop, &c->rw);
@@ -820,7 +828,14 @@ static void kv_resume(struct smrd_frontend *f) {
 }
 
 static void takeover(struct smrd_frontend *f) {
+  /* From now on the table follows us: whatever a former primary (or we,
+   * in an earlier term) still has on its way is skipped. */
+  f->owner = smr_epoch(f->cfg.group);
+  smr_buf_reset(&f->rec);
+  if (tcpr_rec_take(&f->rec, f->owner) == 0)
+    smr_submit(f->cfg.group, f->rec.data, f->rec.len, &f->tick_cookie);
   size_t n = tcpr_conntab_count(f->cfg.conns), restored = 0;
+  uint64_t failures0 = f->restore_failures;
   for (size_t i = 0; i < n; i++) {
     const struct tcpr_conn *t = tcpr_conntab_at(f->cfg.conns, i);
     if (t->tcp.laddr != f->cfg.vip) continue;
@@ -834,12 +849,29 @@ static void takeover(struct smrd_frontend *f) {
   }
   if (n > 0)
     flog(f, SMR_LOG_INFO, "takeover: %zu client connection(s) restored, "
-         "%" PRIu64 " failed", restored - f->restore_failures,
-         f->restore_failures);
+         "%" PRIu64 " failed", restored - (size_t)(f->restore_failures -
+                                                   failures0),
+         f->restore_failures - failures0);
 }
 
-/* No longer the primary: gated connections go, silently. */
+/* No longer the primary: gated connections go, silently, and so do their
+ * records not submitted yet. */
 static void relinquish(struct smrd_frontend *f) {
+  struct held **hp = &f->held, *h;
+  f->held_tail = NULL;
+  while ((h = *hp) != NULL) {
+    if (h->s->c->gated) {
+      *hp = h->next;
+      h->s->ready = 1;
+      h->s->c->waiting--;
+      smr_buf_free(&h->rec);
+      free(h);
+    } else {
+      f->held_tail = h;
+      hp = &h->next;
+    }
+  }
+  held_arm(f);
   struct client *c = f->clients, *next;
   uint64_t n = 0;
   for (; c; c = next) {
@@ -1000,7 +1032,7 @@ static void tell_acked(struct smrd_frontend *f) {
     if (s == NULL) continue;
     s->kind = SLOT_OTHER;
     smr_buf_reset(&f->rec);
-    if (tcpr_rec_acked(&f->rec, c->id, a) == 0 && submit(f, s, &f->rec) == 0) {
+    if (tcpr_rec_acked(&f->rec, f->owner, c->id, a) == 0 && submit(f, s, &f->rec) == 0) {
       c->acked_told = a;
       c->waiting++;
     } else {
@@ -1028,9 +1060,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
 static void kv_on_role(struct smrd_frontend *f, enum smr_role role) {
   static const char *names[] = {"not in the group", "primary", "backup",
                                 "changing views"};
-  /* A primary whose view is changing stays one for its clients: the core
-   * carries its submissions into the next view. */
-  if (role == SMR_ROLE_WEDGED && f->role == SMR_ROLE_PRIMARY) return;
+  /* A primary whose view is changing stays one for its clients (the core
+   * carries its submissions into the next view): smrd does not tell us of
+   * that, only of a view change without a majority, where we stop. */
   enum smr_role was = f->role;
   f->role = role;
   flog(f, SMR_LOG_INFO, "clients: serving as %s", names[role]);

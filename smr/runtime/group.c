@@ -327,9 +327,11 @@ static void drain(struct smr *g) {
       break;
     case SMR_EV_EXCLUDED:
       glog(g, SMR_LOG_WARN, "the group went on without us; rejoining");
+      if (g->cfg.on_quorum_lost != NULL) g->cfg.on_quorum_lost(g->cfg.ctx);
       break;
     case SMR_EV_LEFT:
       glog(g, SMR_LOG_INFO, "left the group");
+      if (g->cfg.on_quorum_lost != NULL) g->cfg.on_quorum_lost(g->cfg.ctx);
       break;
     case SMR_EV_RESTORE_BEGIN:
       glog(g, SMR_LOG_INFO, "receiving the state at position %" PRIu64,
@@ -580,7 +582,7 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
   cc.heartbeat_ms = g->cfg.heartbeat_ms;
   cc.suspect_ms = g->cfg.suspect_ms;
   cc.join_batch_ms = g->cfg.heartbeat_ms * 2;
-  cc.max_batch_bytes = 1u << 20;
+  cc.max_batch_bytes = SMR_MAX_REQUEST;
   cc.max_inflight = 100000;
   cc.max_pending = 100000;
   cc.xfer_chunk = 256u << 10;
@@ -756,6 +758,12 @@ int smr_leave(struct smr *g) {
   int rc = smr_core_leave(g->core, now_ms());
   if (rc == 0) drain(g);
   return rc;
+}
+
+uint64_t smr_epoch(struct smr *g) {
+  struct smr_core_status cs;
+  smr_core_status(g->core, &cs);
+  return cs.view->epoch;
 }
 
 enum smr_role smr_role(struct smr *g, int *quorum_lost) {

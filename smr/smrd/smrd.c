@@ -211,6 +211,7 @@ static void set_role(struct smrd *d) {
     double t1 = mono_ms();
     d->self_fenced = 0;
     if (vip_take(d) == 0) d->takeovers++;
+    else d->self_fenced = 1; /* the lease timer tries again */
     double t2 = mono_ms();
     if (d->fe != NULL) d->fe_ops->resume(d->fe);
     if (d->vip_held) vip_announce_now(d);
@@ -669,8 +670,10 @@ int main(int argc, char **argv) {
   ev_run(d.loop, 0);
   ev_timer_stop(d.loop, &d.lease_w);
   smrd_admin_close(d.admin);
-  tcpr_stop(&d);
+  /* The front end first: it hands its connections to the keeper and the
+   * gate, which tcpr_stop then closes. */
   d.fe_ops->close(d.fe);
+  tcpr_stop(&d);
   smr_close(d.group);
   tcpr_conntab_free(d.conns);
   d.fe_ops->service_destroy(d.svc);

@@ -168,7 +168,7 @@ static struct tcpr_tcp_state tcp_state(uint16_t cport) {
 
 static void open_conn(struct fx *f, uint64_t id, uint16_t cport) {
   struct tcpr_tcp_state s = tcp_state(cport);
-  assert_int_equal(tcpr_rec_open(&f->rec, id, &s), 0);
+  assert_int_equal(tcpr_rec_open(&f->rec, 1, id, &s), 0);
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(f->reply.len, 1);
   assert_int_equal(f->reply.data[0], TCPR_ST_APPLIED);
@@ -176,7 +176,7 @@ static void open_conn(struct fx *f, uint64_t id, uint16_t cport) {
 
 static void req(struct fx *f, uint64_t id, uint64_t start, uint64_t end,
                 uint64_t acked, unsigned flags, const char *payload) {
-  assert_int_equal(tcpr_rec_req(&f->rec, id, start, end, acked, flags,
+  assert_int_equal(tcpr_rec_req(&f->rec, 1, id, start, end, acked, flags,
                                 payload, strlen(payload)),
                    0);
   assert_int_equal(fx_apply(f), 0);
@@ -217,10 +217,10 @@ static void test_requests_and_replies(void **state) {
   assert_memory_equal(c->unacked, "\r\n+5\r\n", 6);
 
   /* ACKED trims; backwards and beyond-the-end values are clamped. */
-  assert_int_equal(tcpr_rec_acked(&f->rec, 7, 1), 0);
+  assert_int_equal(tcpr_rec_acked(&f->rec, 1, 7, 1), 0);
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(tcpr_conntab_find(f->t, 7)->acked, 2);
-  assert_int_equal(tcpr_rec_acked(&f->rec, 7, 1000), 0);
+  assert_int_equal(tcpr_rec_acked(&f->rec, 1, 7, 1000), 0);
   assert_int_equal(fx_apply(f), 0);
   c = tcpr_conntab_find(f->t, 7);
   assert_int_equal(c->acked, 8);
@@ -245,20 +245,20 @@ static void test_literal_close_fin_forget(void **state) {
   req(f, 1, 6, 9, 0, 0, "zzz");
   assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
 
-  assert_int_equal(tcpr_rec_fin(&f->rec, 2, 0), 0);
+  assert_int_equal(tcpr_rec_fin(&f->rec, 1, 2, 0), 0);
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(f->reply.data[0], TCPR_ST_APPLIED);
   assert_true(tcpr_conntab_find(f->t, 2)->fin);
-  assert_int_equal(tcpr_rec_fin(&f->rec, 2, 0), 0); /* again: skipped */
+  assert_int_equal(tcpr_rec_fin(&f->rec, 1, 2, 0), 0); /* again: skipped */
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
 
-  assert_int_equal(tcpr_rec_forget(&f->rec, 1), 0);
+  assert_int_equal(tcpr_rec_forget(&f->rec, 1, 1), 0);
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(f->reply.data[0], TCPR_ST_APPLIED);
   assert_null(tcpr_conntab_find(f->t, 1));
   assert_int_equal(tcpr_conntab_count(f->t), 1);
-  assert_int_equal(tcpr_rec_forget(&f->rec, 1), 0);
+  assert_int_equal(tcpr_rec_forget(&f->rec, 1, 1), 0);
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
   fx_free(f);
@@ -305,10 +305,10 @@ static void test_bad_records(void **state) {
   /* Every truncation of a valid OPEN/ACKED/FIN/FORGET is refused. */
   struct tcpr_tcp_state s = tcp_state(4444);
   struct smr_buf recs[4] = {{0}, {0}, {0}, {0}};
-  tcpr_rec_open(&recs[0], 99, &s);
-  tcpr_rec_acked(&recs[1], 3, 5);
-  tcpr_rec_fin(&recs[2], 3, 0);
-  tcpr_rec_forget(&recs[3], 3);
+  tcpr_rec_open(&recs[0], 1, 99, &s);
+  tcpr_rec_acked(&recs[1], 1, 3, 5);
+  tcpr_rec_fin(&recs[2], 1, 3, 0);
+  tcpr_rec_forget(&recs[3], 1, 3);
   for (int r = 0; r < 4; r++) {
     for (size_t cut = 1; cut < recs[r].len; cut++)
       assert_int_equal(
@@ -316,10 +316,10 @@ static void test_bad_records(void **state) {
     smr_buf_free(&recs[r]);
   }
   /* A REQ whose end is before its start; bad flags; a bad window scale. */
-  assert_int_equal(tcpr_rec_req(&f->rec, 3, 5, 4, 0, 0, "", 0), -EINVAL);
-  assert_int_equal(tcpr_rec_req(&f->rec, 3, 0, 4, 0, 8, "", 0), -EINVAL);
+  assert_int_equal(tcpr_rec_req(&f->rec, 1, 3, 5, 4, 0, 0, "", 0), -EINVAL);
+  assert_int_equal(tcpr_rec_req(&f->rec, 1, 3, 0, 4, 0, 8, "", 0), -EINVAL);
   s.snd_wscale = 15;
-  tcpr_rec_open(&f->rec, 100, &s);
+  tcpr_rec_open(&f->rec, 1, 100, &s);
   assert_int_equal(fx_apply(f), -EINVAL);
   f->ops->digest(f->t, digest1);
   assert_memory_equal(digest0, digest1, SMR_DIGEST_LEN);
@@ -429,7 +429,7 @@ static void test_bad_image(void **state) {
 
 static void part(struct fx *f, uint64_t id, uint64_t at, const char *b,
                  uint8_t expect) {
-  assert_int_equal(tcpr_rec_part(&f->rec, id, at, b, strlen(b)), 0);
+  assert_int_equal(tcpr_rec_part(&f->rec, 1, id, at, b, strlen(b)), 0);
   assert_int_equal(fx_apply(f), 0);
   assert_int_equal(f->reply.len, 1);
   assert_int_equal(f->reply.data[0], expect);
@@ -453,7 +453,7 @@ static void test_partial_requests(void **state) {
   assert_int_equal(c->rcv_off, 3);
   assert_int_equal(c->partial_len, 11);
   assert_memory_equal(c->partial, "*3\r\n$3\r\nSET", 11);
-  assert_int_equal(tcpr_rec_part(&f->rec, 4, 14, "", 0), -EINVAL);
+  assert_int_equal(tcpr_rec_part(&f->rec, 1, 4, 14, "", 0), -EINVAL);
 
   /* The image carries the partial bytes. */
   struct fx *g = fx_new();
@@ -477,12 +477,52 @@ static void test_partial_requests(void **state) {
   assert_int_equal(c->rcv_off, 30);
   part(f, 4, 30, "x", TCPR_ST_APPLIED);
   /* No partial bytes after the client closed. */
-  assert_int_equal(tcpr_rec_fin(&f->rec, 4, 31), 0);
+  assert_int_equal(tcpr_rec_fin(&f->rec, 1, 4, 31), 0);
   assert_int_equal(fx_apply(f), 0);
   part(f, 4, 31, "y", TCPR_ST_SKIPPED);
   c = tcpr_conntab_find(f->t, 4);
   assert_int_equal(c->partial_len, 0);
   assert_int_equal(c->rcv_off, 31);
+  fx_free(f);
+}
+
+/* Records of a replaced primary (a lower owner epoch) are skipped. */
+static void test_owner_epochs(void **state) {
+  (void)state;
+  struct fx *f = fx_new();
+  open_conn(f, 6, 6666);          /* owner 1 */
+  req(f, 6, 0, 3, 0, 0, "abc");
+  assert_int_equal(tcpr_conntab_owner(f->t), 1);
+  assert_int_equal(tcpr_rec_take(&f->rec, 5), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(f->reply.data[0], TCPR_ST_APPLIED);
+  assert_int_equal(tcpr_conntab_owner(f->t), 5);
+  /* The old primary's records, still on their way, change nothing. */
+  req(f, 6, 3, 6, 0, 0, "def");
+  assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
+  assert_int_equal(tcpr_rec_part(&f->rec, 1, 6, 3, "xy", 2), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
+  assert_int_equal(tcpr_rec_forget(&f->rec, 1, 6), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
+  assert_int_equal(tcpr_conntab_find(f->t, 6)->rcv_off, 3);
+  assert_int_equal(tcpr_conntab_find(f->t, 6)->partial_len, 0);
+  /* The new primary's go through; an older TAKE is skipped. */
+  assert_int_equal(tcpr_rec_req(&f->rec, 5, 6, 3, 6, 0, 0, "def", 3), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(f->reply.data[0], TCPR_ST_APPLIED);
+  assert_int_equal(tcpr_rec_take(&f->rec, 4), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(f->reply.data[0], TCPR_ST_SKIPPED);
+  /* A higher owner in any record takes over too; images keep the owner. */
+  assert_int_equal(tcpr_rec_acked(&f->rec, 9, 6, 1), 0);
+  assert_int_equal(fx_apply(f), 0);
+  assert_int_equal(tcpr_conntab_owner(f->t), 9);
+  struct fx *g = fx_new();
+  assert_int_equal(transfer(f, g, 3), 0);
+  assert_int_equal(tcpr_conntab_owner(g->t), 9);
+  fx_free(g);
   fx_free(f);
 }
 
@@ -496,6 +536,7 @@ int main(void) {
       cmocka_unit_test(test_snapshot_restore_digest),
       cmocka_unit_test(test_bad_image),
       cmocka_unit_test(test_partial_requests),
+      cmocka_unit_test(test_owner_epochs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,7 +74,8 @@ struct smr_config {
   /* One of our submissions may or may not have been applied (we were
    * excluded from the group before we could tell); its client retries. */
   void (*on_dropped)(void *ctx, void *cookie);
-  /* Lost the majority: stop serving (and give up the VIP). */
+  /* Lost the majority, or out of the group (excluded, or left): stop
+   * serving (and give up the VIP); smr_role() says which. */
   void (*on_quorum_lost)(void *ctx);
   void (*log)(void *ctx, int level, const char *line);
 };
@@ -107,6 +108,9 @@ struct smr_status {
 int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
              size_t errlen);
 void smr_close(struct smr *g);
+
+/* The largest request smr_submit takes (bytes). */
+#define SMR_MAX_REQUEST (1u << 20)
 
 /* Multicasts a request.  Returns 0 (on_reply or on_dropped follows),
  * -EAGAIN (too many outstanding: retry after replies), -EMSGSIZE, or
@@ -141,6 +145,8 @@ void smr_status(struct smr *g, struct smr_status *st);
 /* This member's role now, and (if quorum_lost is not NULL) whether it has
  * lost its majority.  Cheap, unlike smr_status (which digests the state). */
 enum smr_role smr_role(struct smr *g, int *quorum_lost);
+/* The epoch of the view this member is in (last installed). */
+uint64_t smr_epoch(struct smr *g);
 
 /* Milliseconds since this member last heard from a majority of its view
  * (itself included); UINT64_MAX when it is not in a view.  Cheap. */
