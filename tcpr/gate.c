@@ -46,8 +46,10 @@ static int off_fence(void *st, int fenced) {
   return 0;
 }
 static int off_conn_open(void *st, uint32_t caddr, uint16_t cport,
-                         uint32_t released, uint8_t rcv_wscale) {
+                         uint32_t released, uint8_t rcv_wscale,
+                         uint32_t snd_nxt) {
   (void)st;
+  (void)snd_nxt;
   (void)caddr;
   (void)cport;
   (void)released;
@@ -253,10 +255,12 @@ int tcpr_gate_fence(struct tcpr_gate *g, int fenced) {
 }
 
 int tcpr_gate_conn_open(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
-                        uint32_t released, uint8_t rcv_wscale) {
+                        uint32_t released, uint8_t rcv_wscale,
+                        uint32_t snd_nxt) {
   if (g == NULL)
     return -EINVAL;
-  return g->ops->conn_open(g->st, caddr, cport, released, rcv_wscale);
+  return g->ops->conn_open(g->st, caddr, cport, released, rcv_wscale,
+                           snd_nxt);
 }
 
 int tcpr_gate_release(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,

@@ -327,8 +327,9 @@ int tcpr_gate(struct __sk_buff *skb) {
   if ((flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK)) {
     struct gate_conn v = {
         .released = bpf_ntohl(t.th.ack_seq),
-        .flags = GATE_CONN_ACTIVE,
+        .flags = GATE_CONN_ACTIVE | GATE_CONN_SND_KNOWN,
         .rcv_wscale = GATE_WSCALE_UNKNOWN,
+        .snd_max = bpf_ntohl(t.th.seq) + 1,
     };
     if (load_opts(skb, toff, &t, &p.o, &p.optlen) == 0) {
       parse_opts(&p);
@@ -347,6 +348,18 @@ int tcpr_gate(struct __sk_buff *skb) {
   if (!c)
     return TC_ACT_OK;
   __u8 cflags = READ_ONCE_U8(c->flags);
+  /* How far our stream went (for the ingress program). */
+  __u32 doff = ((__u32)t.b[12] >> 4) * 4;
+  if (skb->len >= toff + doff) {
+    __u32 end = bpf_ntohl(t.th.seq) + (skb->len - toff - doff) +
+                ((flags & TH_FIN) ? 1 : 0);
+    if (!(cflags & GATE_CONN_SND_KNOWN)) {
+      c->snd_max = end;
+      c->flags = cflags | GATE_CONN_SND_KNOWN;
+    } else if ((__s32)(end - READ_ONCE_U32(c->snd_max)) > 0) {
+      c->snd_max = end;
+    }
+  }
   if (cflags & GATE_CONN_CLOSE_OK)
     return TC_ACT_OK;
   if (flags & (TH_FIN | TH_RST)) {
@@ -404,5 +417,52 @@ int tcpr_gate(struct __sk_buff *skb) {
     if (st)
       st->sack_stripped++;
   }
+  return TC_ACT_OK;
+}
+
+/* Ingress: a client acknowledging bytes this host never sent.  After a
+ * takeover the group's record of how much of its replies a client has
+ * received can lag (the old primary died before telling it); the restored
+ * socket starts sending from the recorded point, and the kernel drops
+ * every segment that acknowledges bytes it has not sent yet -- requests
+ * included -- so the connection would never move.  Lowering such an
+ * acknowledgement to what this host sent lets the segment in; the bytes
+ * the client already has arrive again as duplicates, which it discards,
+ * and within a window's worth of them the two ends agree again. */
+SEC("tc")
+int tcpr_gate_in(struct __sk_buff *skb) {
+  __u32 zero = 0;
+  const struct gate_config *cfg = bpf_map_lookup_elem(&config, &zero);
+  if (!cfg || skb->protocol != bpf_htons(ETH_P_IP))
+    return TC_ACT_OK;
+  struct iphdr iph;
+  if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)) < 0)
+    return TC_ACT_OK;
+  if (iph.daddr != READ_ONCE_U32(cfg->vip) || iph.protocol != IPPROTO_TCP ||
+      iph.ihl < 5 || (iph.frag_off & bpf_htons(0x1fff)) != 0)
+    return TC_ACT_OK;
+  __u32 toff = ETH_HLEN + (__u32)iph.ihl * 4;
+  union tcp_raw t;
+  if (bpf_skb_load_bytes(skb, toff, &t, sizeof(t)) < 0)
+    return TC_ACT_OK;
+  if (t.th.dest != READ_ONCE_U16(cfg->port) || !(t.b[TH_FLAGS] & TH_ACK))
+    return TC_ACT_OK;
+  struct gate_conn_key key = {.addr = iph.saddr, .port = t.th.source};
+  struct gate_conn *c = bpf_map_lookup_elem(&conns, &key);
+  if (!c)
+    return TC_ACT_OK;
+  __u8 cflags = READ_ONCE_U8(c->flags);
+  if (!(cflags & GATE_CONN_SND_KNOWN) || (cflags & GATE_CONN_CLOSE_OK))
+    return TC_ACT_OK;
+  __u32 snd_max = READ_ONCE_U32(c->snd_max);
+  if ((__s32)(bpf_ntohl(t.th.ack_seq) - snd_max) <= 0)
+    return TC_ACT_OK;
+  __be32 nack = bpf_htonl(snd_max);
+  if (bpf_l4_csum_replace(skb, toff + TH_CHECK, t.th.ack_seq, nack, 4) < 0 ||
+      bpf_skb_store_bytes(skb, toff + TH_ACK_SEQ, &nack, 4, 0) < 0)
+    return TC_ACT_OK;
+  struct gate_stats *st = stats_get();
+  if (st)
+    st->acks_clamped_in++;
   return TC_ACT_OK;
 }

@@ -127,13 +127,15 @@ static int bpf_fence(void *st, int fenced) {
 }
 
 static int bpf_conn_open(void *st, uint32_t caddr, uint16_t cport,
-                         uint32_t released, uint8_t rcv_wscale) {
+                         uint32_t released, uint8_t rcv_wscale,
+                         uint32_t snd_nxt) {
   struct gate_bpf_state *s = st;
   struct gate_conn_key k = conn_key(caddr, cport);
   struct gate_conn v;
   memset(&v, 0, sizeof(v));
   v.released = released;
-  v.flags = GATE_CONN_ACTIVE;
+  v.flags = GATE_CONN_ACTIVE | GATE_CONN_SND_KNOWN;
+  v.snd_max = snd_nxt;
   v.rcv_wscale = rcv_wscale <= GATE_WSCALE_MAX ? rcv_wscale
                                                : GATE_WSCALE_UNKNOWN;
   if (bpf_map_update_elem(s->conns_fd, &k, &v, BPF_ANY) < 0)
@@ -197,6 +199,7 @@ static int bpf_stats(void *st, struct tcpr_gate_stats *out) {
     out->fin_dropped += per[i].fin_dropped;
     out->rst_dropped += per[i].rst_dropped;
     out->fenced_dropped += per[i].fenced_dropped;
+    out->acks_clamped_in += per[i].acks_clamped_in;
   }
   free(per);
 
@@ -323,6 +326,19 @@ int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
   e = bpf_tc_attach(&hook, &tco);
   if (e < 0) {
     snprintf(err, errlen, "gate: cannot attach to the egress of %s: %s%s",
+             dev, strerror(-e), perm_hint(e));
+    goto fail;
+  }
+  /* The ingress half (clients acknowledging bytes we never sent, after a
+   * takeover), on the same clsact qdisc. */
+  LIBBPF_OPTS(bpf_tc_hook, ihook, .ifindex = s->ifindex,
+              .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, tci, .handle = GATE_TC_HANDLE,
+              .priority = GATE_TC_PRIO, .flags = BPF_TC_F_REPLACE,
+              .prog_fd = bpf_program__fd(s->skel->progs.tcpr_gate_in));
+  e = bpf_tc_attach(&ihook, &tci);
+  if (e < 0) {
+    snprintf(err, errlen, "gate: cannot attach to the ingress of %s: %s%s",
              dev, strerror(-e), perm_hint(e));
     goto fail;
   }

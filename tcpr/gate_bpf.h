@@ -8,6 +8,8 @@
  *                              loader)
  *   conns   LRU_HASH[65536]    struct gate_conn_key -> struct gate_conn
  *
+ * Two programs share them: tcpr_gate on egress, tcpr_gate_in on ingress.
+ *
  * Addresses and ports are in network byte order, sequence numbers in host
  * order. */
 #ifndef SMR_TCPR_GATE_BPF_H
@@ -20,6 +22,7 @@
 /* gate_conn.flags */
 #define GATE_CONN_ACTIVE 0x01   /* acknowledgements held at `released` */
 #define GATE_CONN_CLOSE_OK 0x02 /* FIN/RST pass, nothing is rewritten */
+#define GATE_CONN_SND_KNOWN 0x04 /* snd_max is valid */
 
 #define GATE_WSCALE_UNKNOWN 0xff /* window field left alone */
 #define GATE_WSCALE_MAX 14       /* RFC 7323 */
@@ -37,6 +40,7 @@ struct gate_stats {
   __u64 fin_dropped;
   __u64 rst_dropped;
   __u64 fenced_dropped;
+  __u64 acks_clamped_in; /* client ACKs lowered to what we sent (ingress) */
 };
 
 struct gate_conn_key {
@@ -50,6 +54,7 @@ struct gate_conn {
   __u8 flags;      /* GATE_CONN_* */
   __u8 rcv_wscale; /* our receive window scale, or GATE_WSCALE_UNKNOWN */
   __u16 pad;
+  __u32 snd_max;   /* past the highest sequence we sent (host order) */
 };
 
 #endif

@@ -11,7 +11,7 @@ struct tcpr_gate_ops {
   const char *name;
   int (*fence)(void *st, int fenced);
   int (*conn_open)(void *st, uint32_t caddr, uint16_t cport,
-                   uint32_t released, uint8_t rcv_wscale);
+                   uint32_t released, uint8_t rcv_wscale, uint32_t snd_nxt);
   int (*release)(void *st, uint32_t caddr, uint16_t cport,
                  uint32_t released);
   int (*allow_close)(void *st, uint32_t caddr, uint16_t cport);

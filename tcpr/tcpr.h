@@ -46,6 +46,7 @@ struct tcpr_gate_stats {
   uint64_t fin_dropped;    /* FINs of gated connections not released */
   uint64_t rst_dropped;    /* RSTs of gated connections not released */
   uint64_t fenced_dropped; /* packets from the VIP dropped while fenced */
+  uint64_t acks_clamped_in; /* client ACKs above what we sent, lowered */
   uint64_t conns;          /* connections in the gate's table */
 };
 
@@ -67,9 +68,13 @@ int tcpr_gate_fence(struct tcpr_gate *g, int fenced);
 /* Gates the connection with the client caddr:cport: acknowledgements are
  * held at `released` (an absolute sequence number of the client's stream,
  * host order); rcv_wscale is our receive window scale (for keeping the
- * right edge of the offered window).  Replaces an existing entry. */
+ * right edge of the offered window); snd_nxt is our next sequence number
+ * (the client's acknowledgements above what we sent are lowered to it on
+ * ingress: after a takeover the client may have received more than the
+ * group knows).  Replaces an existing entry. */
 int tcpr_gate_conn_open(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
-                        uint32_t released, uint8_t rcv_wscale);
+                        uint32_t released, uint8_t rcv_wscale,
+                        uint32_t snd_nxt);
 /* Moves the released point forward (never back, in sequence space). */
 int tcpr_gate_release(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
                       uint32_t released);

@@ -684,7 +684,7 @@ static int gated_accept(struct client *c) {
   c->id = new_conn_id();
   f->n_gated++;
   tcpr_gate_conn_open(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
-                      c->tcp.rcv_isn1, c->tcp.rcv_wscale);
+                      c->tcp.rcv_isn1, c->tcp.rcv_wscale, c->tcp.snd_isn1);
   if ((rc = tcpr_keeper_hold(f->cfg.keeper, c->id, c->fd)) < 0)
     flog(f, SMR_LOG_WARN, "keeper: cannot hand it a connection: %s",
          strerror(-rc));
@@ -803,7 +803,7 @@ static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
   f->n_gated++;
   tcpr_gate_conn_open(f->cfg.gate, t->tcp.raddr, t->tcp.rport,
                       t->tcp.rcv_isn1 + (uint32_t)c->repl_off,
-                      t->tcp.rcv_wscale);
+                      t->tcp.rcv_wscale, t->tcp.snd_isn1 + (uint32_t)t->acked);
   tcpr_keeper_hold(f->cfg.keeper, c->id, fd);
   /* The reply bytes the client may lack go out as fresh data once the VIP
    * is ours (kv_resume): sent now, the fenced gate would drop them and the

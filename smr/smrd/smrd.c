@@ -458,6 +458,9 @@ static json_t *cmd_metrics(struct smrd *d) {
       "RSTs of gated connections dropped.", gs.rst_dropped);
     M("smr_gate_fenced_dropped_total", "counter",
       "Packets from the VIP dropped while fenced.", gs.fenced_dropped);
+    M("smr_gate_acks_clamped_in_total", "counter",
+      "Client acknowledgements above what this member sent, lowered (after "
+      "a takeover).", gs.acks_clamped_in);
   }
 #undef M
   fclose(f);

@@ -285,6 +285,19 @@ static uint32_t capture_base(int fd) {
   return seq - (uint32_t)inq;
 }
 
+/* The server's next sequence number (write_seq). */
+static uint32_t capture_snd(int fd) {
+  int on = 1, q = TCP_SEND_QUEUE, off = TCP_REPAIR_OFF_NO_WP;
+  uint32_t seq = 0;
+  socklen_t sl = sizeof(seq);
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
+      getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, &sl) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0)
+    fail("TCP_REPAIR capture: %s", strerror(errno));
+  return seq;
+}
+
 static void peer_of(int sfd, uint32_t *addr, uint16_t *port) {
   struct sockaddr_in sa;
   socklen_t sl = sizeof(sa);
@@ -649,7 +662,7 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
     struct tcpr_gate *off = open_gate(TCPR_GATE_OFF, vip, port);
     if (strcmp(tcpr_gate_kind_name(off), "off") != 0 ||
         tcpr_gate_fence(off, 1) != 0 ||
-        tcpr_gate_conn_open(off, 1, 2, 3, 4) != 0 ||
+        tcpr_gate_conn_open(off, 1, 2, 3, 4, 5) != 0 ||
         tcpr_gate_release(off, 1, 2, 5) != 0 ||
         tcpr_gate_stats(off, &st) != 0 ||
         st.clamped != 0)
@@ -719,7 +732,8 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
   peer_of(c.sfd, &c.caddr, &c.cport);
   tinfo(c.sfd, &si);
   uint8_t rcv_wscale = si.ti.tcpi_rcv_wscale;
-  rc = tcpr_gate_conn_open(g, c.caddr, c.cport, c.base, rcv_wscale);
+  rc = tcpr_gate_conn_open(g, c.caddr, c.cport, c.base, rcv_wscale,
+                           capture_snd(c.sfd));
   if (rc < 0)
     fail("tcpr_gate_conn_open: %s", strerror(-rc));
   recv_exact(c.sfd, bytes, 1000, 1000);

@@ -25,14 +25,16 @@
 #   7. 640 KB requests (much larger than a client can send unacknowledged)
 #      through a kill in mid-transfer;
 #   8. graceful closes (client FIN, QUIT, protocol error) go through the
-#      group and leave every member's connection table empty.
+#      group and leave every member's connection table empty;
+#   9. the group's acknowledged reply offset lags what the client has (a
+#      large reply read, the primary killed at once): served on.
 #
 # Usage: test_tcpr.sh BUILD_DIR [SCENARIO...]   (as root; PASS/FAIL lines)
 set -euo pipefail
 
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR [SCENARIO...]}" && pwd)
 shift
-ONLY=" ${*:-1 2 3 4 6 7 8 5} "
+ONLY=" ${*:-1 2 3 4 6 7 9 8 5} "
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 SMRD=$BUILD/smr/smrd/smrd
 SMRCTL=$BUILD/smr/smrd/smrctl
@@ -372,6 +374,41 @@ PYEOF
   else
     fail "7. large values: $(tail -3 "$WORK/big.out")"
   fi
+  rejoin "$p"
+fi
+
+if [[ $ONLY == *" 9 "* ]]; then
+  # The group's record of how much of its replies a client has received
+  # lags: a 640 KB reply read in full, the primary killed at once (before
+  # it tells the group), then a request.  The new primary must accept the
+  # client's acknowledgement of bytes the group thinks it lacks (a kernel
+  # drops segments acknowledging bytes it never sent, requests included).
+  cat >"$WORK/lag.py" <<'PYEOF'
+import os, redis, signal, sys
+host, pid = sys.argv[1], int(sys.argv[2])
+c = redis.Connection(host=host, port=6379, socket_timeout=20)
+c.connect()
+sock = c._sock
+v = b"x" * 640000
+c.send_command("SET", "lag:v", v)
+assert c.read_response() == b"OK"
+c.send_command("GET", "lag:v")
+assert c.read_response() == v
+os.kill(pid, signal.SIGKILL)  # before the primary tells the group
+c.send_command("INCR", "lag:n")
+assert c.read_response() == 1, "INCR"
+c.send_command("GET", "lag:v")
+assert c.read_response() == v, "GET after the takeover"
+assert c._sock is sock, "reconnected"
+print("ok")
+PYEOF
+  p=$(primary)
+  if out=$(ip netns exec "$(netns_name c)" $PY "$WORK/lag.py" $VIP "${PID[$p]}" 2>&1); then
+    pass "9. a 640 KB reply read, then the primary killed before the group knew: the client's next requests served"
+  else
+    fail "9. acknowledged-offset lag: $(tail -2 <<<"$out")"
+  fi
+  wait "${PID[$p]}" 2>/dev/null || true
   rejoin "$p"
 fi
 
