@@ -123,6 +123,7 @@ struct client {
   int finished;        /* shutdown done, FORGET submitted */
   int throttled;       /* not read: the group holds too many of its reply
                           bytes the client has not acknowledged */
+  ev_timer part_w;     /* a short incomplete request waits this long */
 };
 
 struct smrd_frontend {
@@ -243,6 +244,7 @@ static void client_free(struct client *c) {
   else f->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   f->n_clients--;
+  ev_timer_stop(f->cfg.loop, &c->part_w);
   resp_parser_free(&c->parser);
   smr_buf_free(&c->out);
   smr_buf_free(&c->raw);
@@ -280,6 +282,7 @@ static void client_close(struct client *c) {
   if (!c->closed) {
     ev_io_stop(f->cfg.loop, &c->rw);
     ev_io_stop(f->cfg.loop, &c->ww);
+    ev_timer_stop(f->cfg.loop, &c->part_w);
     if (c->gated) {
       tcpr_gate_allow_close(f->cfg.gate, c->tcp.raddr, c->tcp.rport);
       shutdown(c->fd, SHUT_WR);
@@ -301,6 +304,7 @@ static void client_drop_silently(struct client *c) {
   if (!c->closed) {
     ev_io_stop(f->cfg.loop, &c->rw);
     ev_io_stop(f->cfg.loop, &c->ww);
+    ev_timer_stop(f->cfg.loop, &c->part_w);
     tcpr_close_silently(c->fd); /* repair mode first: the keeper's copy */
     tcpr_keeper_drop(f->cfg.keeper, c->id); /* closes silently too */
     /* The gate keeps its entry: whatever the socket still emits as it goes
@@ -562,11 +566,25 @@ static void feed(struct client *c, const uint8_t *buf, size_t n) {
  * congestion window is small at first, can send the rest. */
 #define PART_MIN 8192
 
-static void gated_part(struct client *c) {
+/* How long the start of a request shorter than PART_MIN may wait for the
+ * rest before it is replicated anyway: a client may be unable to send more
+ * until it is acknowledged (Nagle's algorithm, or a congestion window of
+ * one segment after a retransmission timeout). */
+#define PART_IDLE_S 0.005
+
+static void gated_part(struct client *c, int force) {
   struct smrd_frontend *f = c->f;
   uint64_t upto = resp_parser_offset(&c->parser);
-  if (c->closed || c->fin || c->close_after || upto < c->repl_off + PART_MIN)
+  if (c->closed || c->fin || c->close_after || upto <= c->repl_off)
     return;
+  if (!force && upto < c->repl_off + PART_MIN) {
+    if (!ev_is_active(&c->part_w)) {
+      ev_timer_set(&c->part_w, PART_IDLE_S, 0);
+      ev_timer_start(f->cfg.loop, &c->part_w);
+    }
+    return;
+  }
+  ev_timer_stop(f->cfg.loop, &c->part_w);
   /* raw holds the stream from raw_off on. */
   size_t from = (size_t)(c->repl_off - c->raw_off);
   size_t len = (size_t)(upto - c->repl_off);
@@ -583,6 +601,15 @@ static void gated_part(struct client *c) {
   }
   c->waiting++;
   c->repl_off = upto;
+  /* The bytes are held (raw) only until they are replicated. */
+  smr_buf_reset(&c->raw);
+  c->raw_off = upto;
+}
+
+static void on_part_idle(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  gated_part(w->data, 1);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
@@ -619,7 +646,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
   }
   feed(c, buf, (size_t)n);
   if (c->gated && !c->closed) {
-    gated_part(c);
+    gated_part(c, 0);
     /* Forget what is replicated (by requests or PART records). */
     if (c->repl_off >= c->raw_off + c->raw.len) {
       smr_buf_reset(&c->raw);
@@ -650,6 +677,8 @@ static struct client *client_new(struct smrd_frontend *f, int fd) {
   c->rw.data = c;
   ev_io_init(&c->ww, on_writable, fd, EV_WRITE);
   c->ww.data = c;
+  ev_timer_init(&c->part_w, on_part_idle, PART_IDLE_S, 0);
+  c->part_w.data = c;
   c->next = f->clients;
   if (f->clients) f->clients->prev = c;
   f->clients = c;
@@ -962,9 +991,16 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
     break;
   case SLOT_PART:
     s->ready = 1;
-    if (st == TCPR_ST_APPLIED && !c->closed)
+    if (st == TCPR_ST_APPLIED && !c->closed) {
       tcpr_gate_release(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
                         c->tcp.rcv_isn1 + (uint32_t)s->end);
+      /* No reply will carry the acknowledgement: if the kernel still has
+       * one to send (delayed), it goes now, and the gate lets it reach
+       * the released point.  (If it was sent already, held, the client
+       * learns at its next retransmission: the tc gate cannot send.) */
+      int one = 1;
+      setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
     else if (st == TCPR_ST_REFUSED)
       c->close_after = 1; /* a request larger than the group keeps */
     break;
