@@ -311,6 +311,13 @@ def cmd_analyze(a):
                                 "flight at the kill)"),
         "baseline_ms": dict(stats(baseline), what="largest gap per "
                             "connection in the second before each kill"),
+        "stall_ms_inflight_ge5ms": dict(stats(
+            [c["stall_ms"] for r in per_kill for c in r["conns"]
+             if c["inflight_age_ms"] is not None
+             and c["inflight_age_ms"] >= 5]),
+            what="only the samples whose request in flight at the kill "
+                 "had been sent at least 5 ms before it (surely received; "
+                 "with reply_delay_ms also surely replicated)"),
         "idle_at_kill": sum(1 for r in per_kill for c in r["conns"]
                             if c["inflight_age_ms"] is None),
         "inflight_age_lt5ms": sum(1 for r in per_kill for c in r["conns"]
@@ -370,6 +377,11 @@ def cmd_report(a):
               f"{fmt(c['spanning_gap_ms']['p99']):>8} {fmt(b['p50']):>8} "
               f"{fmt(b['max']):>8} "
               f"{c['broken_connections_whole_run']:>6} {goal:>8}  {verdict}")
+        y = c.get("stall_ms_inflight_ge5ms")
+        if y and y["n"] and y["n"] < s["n"]:
+            print(f"{'  (in-flight request >= 5 ms old)':<34} {'':>5} "
+                  f"{y['n']:>7} {fmt(y['p50']):>7} {fmt(y['p99']):>7} "
+                  f"{fmt(y['max']):>7}")
     print("stall = largest gap between two replies on one connection around "
           "a kill, in ms, one sample per kill and connection; it includes the "
           "knob's own delay (base = the same connection's largest gap in the "
