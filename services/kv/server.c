@@ -124,6 +124,10 @@ struct client {
   int throttled;       /* not read: the group holds too many of its reply
                           bytes the client has not acknowledged */
   ev_timer part_w;     /* a short incomplete request waits this long */
+  uint64_t release_to; /* client bytes applied: to release */
+  uint64_t released;   /* client bytes released at the gate */
+  int dirty;           /* on the front end's list of clients to flush */
+  struct client *dirty_next;
 };
 
 struct smrd_frontend {
@@ -146,6 +150,8 @@ struct smrd_frontend {
   double *late_due;
   size_t late_head, late_n, late_cap;
   ev_timer late_w;
+  struct client *dirty; /* replies to flush before the loop blocks */
+  ev_prepare flush_w;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -245,6 +251,11 @@ static void client_free(struct client *c) {
   if (c->next) c->next->prev = c->prev;
   f->n_clients--;
   ev_timer_stop(f->cfg.loop, &c->part_w);
+  if (c->dirty) {
+    struct client **pp = &f->dirty;
+    while (*pp != c) pp = &(*pp)->dirty_next;
+    *pp = c->dirty_next;
+  }
   resp_parser_free(&c->parser);
   smr_buf_free(&c->out);
   smr_buf_free(&c->raw);
@@ -345,8 +356,15 @@ static void client_write(struct client *c) {
   }
 }
 
-/* Moves the replies at the head of the FIFO that are ready to the output. */
+/* Moves the replies at the head of the FIFO that are ready to the output,
+ * after releasing the client's bytes the group applied (the replies carry
+ * the acknowledgement). */
 static void client_flush(struct client *c) {
+  if (c->gated && !c->closed && c->release_to > c->released) {
+    tcpr_gate_release(c->f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                      c->tcp.rcv_isn1 + (uint32_t)c->release_to);
+    c->released = c->release_to;
+  }
   while (c->head != NULL && c->head->ready) {
     struct slot *s = c->head;
     c->head = s->next;
@@ -826,6 +844,7 @@ static void restore_one(struct smrd_frontend *f, const struct tcpr_conn *t) {
   c->parser.req_start = t->rcv_off;
   c->repl_off = t->rcv_off + t->partial_len;
   c->raw_off = c->repl_off;
+  c->release_to = c->released = c->repl_off; /* the gate entry's point */
   /* The start of an incomplete request the group holds: the parser picks
    * up where the old primary's stood. */
   if (t->partial_len > 0) feed(c, t->partial, t->partial_len);
@@ -919,13 +938,32 @@ static void relinquish(struct smrd_frontend *f) {
  * libsmr's upcalls
  * --------------------------------------------------------------------- */
 
+/* A reply came: the client's output is flushed once per loop iteration
+ * (on_flush), so a batch of replies costs one gate release and one send
+ * per client, not one each. */
 static void slot_done(struct client *c) {
   c->waiting--;
   if (c->closed) {
     if (c->waiting == 0) client_free(c);
     return;
   }
-  client_flush(c);
+  if (!c->dirty) {
+    c->dirty = 1;
+    c->dirty_next = c->f->dirty;
+    c->f->dirty = c;
+  }
+}
+
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smrd_frontend *f = w->data;
+  while (f->dirty != NULL) {
+    struct client *c = f->dirty;
+    f->dirty = c->dirty_next;
+    c->dirty = 0;
+    if (!c->closed) client_flush(c); /* may free c */
+  }
 }
 
 static void on_late(struct ev_loop *loop, ev_timer *w, int revents);
@@ -974,11 +1012,10 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
     s->ready = 1;
     if (st == TCPR_ST_APPLIED) {
       smr_buf_append(&s->reply, reply + 1, len - 1);
-      if (!c->closed)
-        tcpr_gate_release(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
-                          c->tcp.rcv_isn1 + (uint32_t)s->end);
+      /* Released (once per batch) just before the replies go out. */
+      if (s->end > c->release_to) c->release_to = s->end;
     }
-    if (c->fin && c->head == s && s->next == NULL) c->finishing = 1;
+    if (c->fin && s->next == NULL) c->finishing = 1; /* the last one */
     if (f->cfg.reply_delay_ms > 0 && st == TCPR_ST_APPLIED &&
         late_push(f, s) == 0) {
       s->ready = 0; /* on_late finishes it (the slot stays awaited) */
@@ -1191,6 +1228,9 @@ static int kv_open(const struct smrd_frontend_config *cfg,
   f->held_w.data = f;
   ev_timer_init(&f->late_w, on_late, 0, 0);
   f->late_w.data = f;
+  ev_prepare_init(&f->flush_w, on_flush);
+  f->flush_w.data = f;
+  ev_prepare_start(cfg->loop, &f->flush_w);
   *out = f;
   return 0;
 }
@@ -1201,6 +1241,7 @@ static void kv_close(struct smrd_frontend *f) {
   ev_timer_stop(f->cfg.loop, &f->tick_w);
   ev_timer_stop(f->cfg.loop, &f->held_w);
   ev_timer_stop(f->cfg.loop, &f->late_w);
+  ev_prepare_stop(f->cfg.loop, &f->flush_w);
   free(f->late);
   free(f->late_due);
   close(f->fd);

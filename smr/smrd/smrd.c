@@ -213,13 +213,16 @@ static void set_role(struct smrd *d) {
     if (vip_take(d) == 0) d->takeovers++;
     else d->self_fenced = 1; /* the lease timer tries again */
     double t2 = mono_ms();
-    if (d->fe != NULL) d->fe_ops->resume(d->fe);
+    /* Announced before the connections resume: a client that gets its
+     * reply sends its next request at once, and it must come here, not to
+     * the old host's address (that costs it a retransmission timeout). */
     if (d->vip_held) vip_announce_now(d);
+    if (d->fe != NULL) d->fe_ops->resume(d->fe);
     double t3 = mono_ms();
     if (d->vip_held)
       dlog(SMR_LOG_INFO,
            "VIP %s taken over: %" PRIu64 " client connection(s) "
-           "(restore %.1f ms, VIP and gate %.1f ms, resume and announce "
+           "(restore %.1f ms, VIP and gate %.1f ms, announce and resume "
            "%.1f ms)",
            d->cfg.vip_address,
            d->fe ? d->fe_ops->vip_connections(d->fe) : (uint64_t)0, t1 - t0,
