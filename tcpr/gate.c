@@ -193,6 +193,9 @@ int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
   int rc;
   switch (kind) {
   case TCPR_GATE_OFF:
+    /* A gate an earlier run left on the device (fenced: it would drop the
+     * VIP's traffic) goes; errors here only mean there was none. */
+    tcpr_gate_bpf_detach(dev);
     ops = &gate_off_ops;
     break;
   case TCPR_GATE_AUTO:

@@ -351,3 +351,17 @@ fail:
   free(s);
   return e;
 }
+
+void tcpr_gate_bpf_detach(const char *dev) {
+  unsigned ifindex = dev != NULL ? if_nametoindex(dev) : 0;
+  if (ifindex == 0) return;
+  libbpf_quiet(); /* "no such filter" is the usual answer */
+  enum bpf_tc_attach_point where[2] = {BPF_TC_EGRESS, BPF_TC_INGRESS};
+  for (int i = 0; i < 2; i++) {
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)ifindex,
+                .attach_point = where[i]);
+    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = GATE_TC_HANDLE,
+                .priority = GATE_TC_PRIO);
+    bpf_tc_detach(&hook, &opts);
+  }
+}

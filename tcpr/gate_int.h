@@ -26,4 +26,7 @@ int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
                        const struct tcpr_gate_ops **ops, void **st,
                        char *err, size_t errlen);
 
+/* Removes the tc-BPF gate's filters from dev (both hooks), if any. */
+void tcpr_gate_bpf_detach(const char *dev);
+
 #endif
