@@ -110,15 +110,7 @@ EOF
   done
 }
 
-declare -A PID
-ctl() { local i=$1; shift; "$SMRCTL" -s "$WORK/d$i/admin.sock" "$@"; }
-in_view_of() { # i n
-  local s
-  s=$(ctl "$1" status --json 2>/dev/null) || return 1
-  grep -q '"role":"\(primary\|backup\)"' <<<"$s" &&
-    [[ $(grep -o '"rank"' <<<"$s" | wc -l) -eq $2 ]]
-}
-all_in_view() { in_view_of 1 3 && in_view_of 2 3 && in_view_of 3 3; }
+source "$SRC/tests/netns/group.sh"
 vip_gate_is() { # gate: some member holds the VIP with that gate
   local i s
   for i in 1 2 3; do
@@ -142,17 +134,13 @@ start_group() { # gate
     netns_exec "n$i" tc qdisc del dev eth0 clsact 2>/dev/null || true
     netns_exec "n$i" ip addr del "$VIP/24" dev eth0 2>/dev/null || true
   done
-  for i in 1 2 3; do
-    netns_spawn "n$i" "$WORK/log$i" "$SMRD" --config "$WORK/n$i.ini"
-    disown "$NETNS_LAST_PID"
-    PID[$i]=$NETNS_LAST_PID
-  done
+  for i in 1 2 3; do start "$i"; done
   netns_wait_for 30 "a view of 3" all_in_view
   netns_wait_for 10 "the VIP held with gate $1" vip_gate_is "$1"
 }
 stop_group() {
   local i
-  for i in 1 2 3; do netns_kill "${PID[$i]}"; done
+  for i in 1 2 3; do kill9 "$i"; done
 }
 
 # bench LABEL ARGS: one redis-benchmark run; appends "gate round label

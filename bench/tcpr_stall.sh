@@ -126,58 +126,7 @@ EOF
   done
 }
 
-# spawn HOST LOG cmd...: netns_spawn without the shell's job reports
-# ("Killed ...") when we kill it.
-spawn() {
-  netns_spawn "$@"
-  disown "$NETNS_LAST_PID"
-}
-
-declare -A PID
-start() { # i
-  spawn "n$1" "$WORK/log$1" "$SMRD" --config "$WORK/n$1.ini"
-  PID[$1]=$NETNS_LAST_PID
-}
-kill9() { netns_kill "${PID[$1]}"; }
-ctl() { # i args...
-  local i=$1
-  shift
-  "$SMRCTL" -s "$WORK/d$i/admin.sock" "$@"
-}
-in_view_of() { # i n
-  local s
-  s=$(ctl "$1" status --json 2>/dev/null) || return 1
-  grep -q '"role":"\(primary\|backup\)"' <<<"$s" &&
-    [[ $(grep -o '"rank"' <<<"$s" | wc -l) -eq $2 ]]
-}
-all_in_view() { in_view_of 1 3 && in_view_of 2 3 && in_view_of 3 3; }
-holds_vip() { ctl "$1" status --json 2>/dev/null | grep -q '"vip_held":true'; }
-alive() { kill -0 "${PID[$1]:-0}" 2>/dev/null; }
-primary() { # the member that holds the VIP now, or empty
-  local i
-  for i in 1 2 3; do
-    if alive "$i" && holds_vip "$i"; then
-      echo "$i"
-      return
-    fi
-  done
-}
-have_primary() { [[ -n $(primary) ]]; }
-# new_primary_after OLD: another member holding the VIP (bounded, 20 s).
-new_primary_after() {
-  local old=$1 deadline=$((SECONDS + 20)) p
-  while ((SECONDS < deadline)); do
-    for p in 1 2 3; do
-      [[ $p -ne $old ]] || continue
-      if alive "$p" && holds_vip "$p"; then
-        echo "$p"
-        return 0
-      fi
-    done
-    sleep 0.02
-  done
-  return 1
-}
+source "$SRC/tests/netns/group.sh"
 
 stop_group() {
   local i

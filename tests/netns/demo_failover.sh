@@ -51,22 +51,10 @@ device = eth0
 gate = bpf
 [service]
 port = 6379"
-declare -A PID
-for i in 1 2 3; do
-  netns_spawn "n$i" "$WORK/log$i" "$SMRD" --config "$WORK/n$i.ini"
-  PID[$i]=$NETNS_LAST_PID
-done
-holder() { # the member holding the VIP
-  local i
-  for i in 1 2 3; do
-    kill -0 "${PID[$i]}" 2>/dev/null &&
-      "$SMRCTL" -s "$WORK/d$i/admin.sock" status --json 2>/dev/null |
-      grep '"vip_held":true' >/dev/null && { echo "$i"; return 0; }
-  done
-  return 1
-}
-netns_wait_for 30 "a primary holding the VIP" holder
-p=$(holder)
+source "$SRC/tests/netns/group.sh"
+for i in 1 2 3; do start "$i"; done
+netns_wait_for 30 "a primary holding the VIP" have_primary
+p=$(primary)
 say "group of 3 formed; n$p is primary and holds the VIP $VIP"
 
 cat >"$WORK/writer.py" <<'PYEOF'
@@ -120,20 +108,8 @@ netns_wait_for 20 "the writer running" test -e "$WORK/ready"
 sleep 3 # let the load run before the failure
 say "SIGKILL smrd on n$p (the primary)"
 t0=$(date +%s%N)
-kill -KILL "${PID[$p]}"
-wait "${PID[$p]}" 2>/dev/null || true
-new=""
-for ((k = 0; k < 400; k++)); do
-  for i in 1 2 3; do
-    [[ $i -eq $p ]] && continue
-    if "$SMRCTL" -s "$WORK/d$i/admin.sock" status --json 2>/dev/null | grep >/dev/null '"vip_held":true'; then
-      new=$i
-      break 2
-    fi
-  done
-  sleep 0.01
-done
-[[ -n $new ]] || { say "FAILED: nobody took the VIP over"; exit 1; }
+kill9 "$p"
+new=$(new_primary_after "$p") || { say "FAILED: nobody took the VIP over"; exit 1; }
 say "n$new took over the VIP and the clients' connections ($(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill, as seen by polling smrctl)"
 sleep 3 # the load goes on through the new primary
 touch "$WORK/stop"

@@ -96,57 +96,14 @@ gate = bpf
 port = 6379$test"
 }
 
-declare -A PID
-start() { # i
-  netns_spawn "n$1" "$WORK/log$1" "$SMRD" --config "$WORK/n$1.ini"
-  PID[$1]=$NETNS_LAST_PID
-}
-kill9() { netns_kill "${PID[$1]}"; }
-ctl() { # i args...
-  local i=$1
-  shift
-  "$SMRCTL" -s "$WORK/d$i/admin.sock" "$@"
-}
-json_field() { # i field
-  ctl "$1" status --json 2>/dev/null | $PY -c "import json,sys; print(json.load(sys.stdin).get('$2'))"
-}
-in_view_of() { # i n
-  local s
-  s=$(ctl "$1" status --json 2>/dev/null) || return 1
-  grep -q '"role":"\(primary\|backup\)"' <<<"$s" &&
-    [[ $(grep -o '"rank"' <<<"$s" | wc -l) -eq $2 ]]
-}
-# holds_vip i: member i is primary and holds the VIP with the gate open.
-holds_vip() { ctl "$1" status --json 2>/dev/null | grep >/dev/null '"vip_held":true'; }
-primary() { # the member that holds the VIP now (number), or empty
-  local i
-  for i in 1 2 3; do
-    if kill -0 "${PID[$i]:-0}" 2>/dev/null && holds_vip "$i"; then
-      echo "$i"
-      return
-    fi
-  done
-}
-others_of() { # i -> the two other member numbers
-  local i
-  for i in 1 2 3; do
-    if [[ $i -ne $1 ]]; then echo "$i"; fi
-  done
-}
+source "$SRC/tests/netns/group.sh"
 mac_of() { netns_exec "n$1" cat /sys/class/net/eth0/address; }
 
 start_group() {
   local i
   for i in 1 2 3; do start "$i"; done
   for i in 1 2 3; do netns_wait_for 30 "n$i in a view of 3" in_view_of "$i" 3; done
-  local deadline=$((SECONDS + 10))
-  until [[ -n $(primary) ]]; do
-    if ((SECONDS >= deadline)); then
-      fail "no member took the VIP after the group formed"
-      return 1
-    fi
-    sleep 0.1
-  done
+  netns_wait_for 10 "a member holding the VIP" have_primary
 }
 
 # ---- client load ------------------------------------------------------------
@@ -230,21 +187,6 @@ start_group
 rejoin() {
   start "$1"
   netns_wait_for 30 "n$1 back in the view" in_view_of "$1" 3
-}
-
-# new_primary_after OLD: waits for another member to hold the VIP.
-new_primary_after() {
-  local old=$1 deadline=$((SECONDS + 20)) p
-  while ((SECONDS < deadline)); do
-    for p in $(others_of "$old"); do
-      if kill -0 "${PID[$p]}" 2>/dev/null && holds_vip "$p"; then
-        echo "$p"
-        return 0
-      fi
-    done
-    sleep 0.05
-  done
-  return 1
 }
 
 if [[ $ONLY == *" 1 "* ]]; then
