@@ -343,6 +343,7 @@ static void trim(struct tcpr_conn *c, uint64_t acked) {
 }
 
 static int add_reply(struct tcpr_conn *c, const uint8_t *p, size_t len) {
+  if (len == 0) return 0; /* (c->unacked may still be NULL) */
   size_t have = unacked_len(c);
   if (have + len > c->unacked_cap) {
     size_t cap = c->unacked_cap ? c->unacked_cap : 256;
