@@ -92,6 +92,7 @@ struct smr {
   uint64_t applied, hash;       /* service state position */
   int checkpoint_due;
   int unsynced;                 /* records written since the last sync */
+  int had_state;                /* the core had the service state */
   int closing;
   /* The current view, for upcalls and status. */
   struct smr_wire_view view;
@@ -399,6 +400,14 @@ static void drain(struct smr *g) {
   ev_timer_stop(g->loop, &g->timer);
   ev_timer_set(&g->timer, after, 0.);
   ev_timer_start(g->loop, &g->timer);
+  /* Caught up (a state transfer or a replayed delta completed): the
+   * member may serve now, so the program looks at its role again. */
+  smr_core_status(g->core, &cs);
+  if (cs.has_state && !g->had_state && g->cfg.on_quorum_lost != NULL) {
+    g->had_state = 1;
+    g->cfg.on_quorum_lost(g->cfg.ctx);
+  }
+  g->had_state = cs.has_state;
 }
 
 /* ------------------------------------------------------------------------
@@ -770,6 +779,9 @@ enum smr_role smr_role(struct smr *g, int *quorum_lost) {
   struct smr_core_status cs;
   smr_core_status(g->core, &cs);
   if (quorum_lost != NULL) *quorum_lost = cs.quorum_lost;
+  /* A member still receiving its state does not serve, whatever its
+   * rank: its service (and TCP-R's connection table) is not there yet. */
+  if (!cs.has_state) return SMR_ROLE_NONE;
   if (cs.state == SMR_ST_NORMAL)
     return cs.rank == 0 ? SMR_ROLE_PRIMARY : SMR_ROLE_BACKUP;
   if (cs.state == SMR_ST_WEDGED) return SMR_ROLE_WEDGED;

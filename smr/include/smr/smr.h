@@ -74,8 +74,10 @@ struct smr_config {
   /* One of our submissions may or may not have been applied (we were
    * excluded from the group before we could tell); its client retries. */
   void (*on_dropped)(void *ctx, void *cookie);
-  /* Lost the majority, or out of the group (excluded, or left): stop
-   * serving (and give up the VIP); smr_role() says which. */
+  /* The member's standing changed outside a view change: it lost the
+   * majority, left or was excluded (stop serving, give up the VIP), or a
+   * state transfer to it completed (it may serve now).  smr_role() says
+   * which. */
   void (*on_quorum_lost)(void *ctx);
   void (*log)(void *ctx, int level, const char *line);
 };
@@ -142,8 +144,10 @@ int smr_ask_leave(struct smr *g, const char *id);
 
 void smr_status(struct smr *g, struct smr_status *st);
 
-/* This member's role now, and (if quorum_lost is not NULL) whether it has
- * lost its majority.  Cheap, unlike smr_status (which digests the state). */
+/* This member's role now (SMR_ROLE_NONE while it is still receiving its
+ * state, whatever its rank), and (if quorum_lost is not NULL) whether it
+ * has lost its majority.  Cheap, unlike smr_status (which digests the
+ * state). */
 enum smr_role smr_role(struct smr *g, int *quorum_lost);
 /* The epoch of the view this member is in (last installed). */
 uint64_t smr_epoch(struct smr *g);
