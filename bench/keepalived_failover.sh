@@ -209,7 +209,7 @@ run_advert() {
       spawn c "$WORK/$tag.pktlog.log" $PY "$SRC/bench/pktlog.py" \
         --out "$CAPTURE/$tag.pkts" --stop-file "$WORK/$tag.stop"
     fi
-    sleep 1
+    sleep 1 # a measurement window: the baseline gaps before the first kill
     : >"$WORK/$tag.kills"
     for ((k = 1; k <= KILLS; k++)); do
       netns_wait_for 30 "a VRRP master" have_master
@@ -229,7 +229,7 @@ run_advert() {
       t_vip=$EPOCHREALTIME
       netns_wait_for 30 "every connection served again" served_since "$t_vip" ||
         [[ $status != ok ]] || status=no_reply
-      sleep 0.5
+      sleep 0.5 # a measurement window: the load runs on after the failover
       t_end=$EPOCHREALTIME
       echo "$k n$p n$o $t_kill $t_end $status $t_vip" >>"$WORK/$tag.kills"
       printf '  kill %2d: n%s -> n%s %s\n' "$k" "$p" "$o" "$status" >&2
@@ -243,10 +243,13 @@ run_advert() {
       backups=$(ka_state_count "$p" BACKUP)
       ka_start "$p"
       netns_wait_for 30 "n$p's keepalived in BACKUP" is_backup_since "$p" "$backups"
+      # An observation window, not a wait: the VIP must stay put for a
+      # second (nopreempt) before the next kill.
       sleep 1
       [[ $(master) == "$o" ]] || { echo "the VIP moved back to n$p" >&2; exit 1; }
     done
     touch "$WORK/$tag.stop"
+    # The client exits once it sees the stop file (bounded: 15 s).
     for ((n = 0; n < 150; n++)); do
       kill -0 "$cpid" 2>/dev/null || break
       sleep 0.1

@@ -65,12 +65,7 @@ source "$SRC/tests/netns/lib.sh"
 WORK=$(mktemp -d /tmp/smr-bench-gate-XXXXXX)
 cleanup() {
   local rc=$?
-  if [[ $rc -ne 0 ]]; then
-    for i in 1 2 3; do
-      echo "--- n$i log (tail)" >&2
-      tail -15 "$WORK/log$i" 2>/dev/null >&2 || true
-    done
-  fi
+  [[ $rc -eq 0 ]] || netns_log_tails "$WORK" 3 15
   netns_cleanup
   if [[ -n ${KEEP:-} ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }

@@ -126,6 +126,11 @@ static void glog(struct smr *g, int level, const char *fmt, ...) {
   g->cfg.log(g->cfg.ctx, level, line);
 }
 
+/* The member's role may have changed outside a view change. */
+static void standing_changed(struct smr *g) {
+  if (g->cfg.on_standing != NULL) g->cfg.on_standing(g->cfg.ctx);
+}
+
 static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -324,15 +329,15 @@ static void drain(struct smr *g) {
     case SMR_EV_QUORUM_LOST:
       glog(g, SMR_LOG_WARN, "view %" PRIu64 ": no majority reachable; "
            "not serving", g->view.epoch);
-      if (g->cfg.on_quorum_lost != NULL) g->cfg.on_quorum_lost(g->cfg.ctx);
+      standing_changed(g);
       break;
     case SMR_EV_EXCLUDED:
       glog(g, SMR_LOG_WARN, "the group went on without us; rejoining");
-      if (g->cfg.on_quorum_lost != NULL) g->cfg.on_quorum_lost(g->cfg.ctx);
+      standing_changed(g);
       break;
     case SMR_EV_LEFT:
       glog(g, SMR_LOG_INFO, "left the group");
-      if (g->cfg.on_quorum_lost != NULL) g->cfg.on_quorum_lost(g->cfg.ctx);
+      standing_changed(g);
       break;
     case SMR_EV_RESTORE_BEGIN:
       glog(g, SMR_LOG_INFO, "receiving the state at position %" PRIu64,
@@ -403,9 +408,9 @@ static void drain(struct smr *g) {
   /* Caught up (a state transfer or a replayed delta completed): the
    * member may serve now, so the program looks at its role again. */
   smr_core_status(g->core, &cs);
-  if (cs.has_state && !g->had_state && g->cfg.on_quorum_lost != NULL) {
+  if (cs.has_state && !g->had_state) {
     g->had_state = 1;
-    g->cfg.on_quorum_lost(g->cfg.ctx);
+    standing_changed(g);
   }
   g->had_state = cs.has_state;
 }

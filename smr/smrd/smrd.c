@@ -310,7 +310,7 @@ static void on_dropped(void *ctx, void *cookie) {
   if (d->fe != NULL) d->fe_ops->on_dropped(d->fe, cookie);
 }
 
-static void on_quorum_lost(void *ctx) {
+static void on_standing(void *ctx) {
   struct smrd *d = ctx;
   if (d->group != NULL) set_role(d);
 }
@@ -630,7 +630,7 @@ int main(int argc, char **argv) {
       .on_view = on_view,
       .on_reply = on_reply,
       .on_dropped = on_dropped,
-      .on_quorum_lost = on_quorum_lost,
+      .on_standing = on_standing,
       .log = on_log,
   };
   if ((rc = smr_open(&gc, &d.group, err, sizeof(err))) < 0) {

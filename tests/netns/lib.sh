@@ -21,6 +21,7 @@
 #   netns_wait_for SECS what cmd...   poll cmd until it succeeds or fail
 #   netns_ip i                the address of member i
 #   netns_write_configs DIR N [INI]   smrd configs DIR/n1.ini..nN.ini
+#   netns_log_tails DIR N LINES       the last lines of DIR/log1..logN
 
 NETNS_P="smr$$"
 NETNS_N=0
@@ -153,5 +154,15 @@ netns_write_configs() {
       '[transport]' "tls_ca = $dir/certs/ca.pem" \
       "tls_cert = $dir/certs/n$i.pem" "tls_key = $dir/certs/n$i.key" \
       "${extra//@i@/$i}" >"$dir/n$i.ini"
+  done
+}
+
+# netns_log_tails DIR N LINES: the last LINES of each member's log
+# (DIR/log<i>), to stderr -- for a test that failed.
+netns_log_tails() {
+  local i
+  for ((i = 1; i <= $2; i++)); do
+    echo "--- n$i log (tail)" >&2
+    tail -"$3" "$1/log$i" 2>/dev/null >&2 || true
   done
 }

@@ -32,12 +32,7 @@ source "$SRC/tests/netns/lib.sh"
 WORK=$(mktemp -d /tmp/smr-kvgroup-XXXXXX)
 cleanup() {
   local rc=$?
-  if [[ $rc -ne 0 ]]; then
-    for i in 1 2 3; do
-      echo "--- n$i log (tail)"
-      tail -15 "$WORK/log$i" 2>/dev/null || true
-    done
-  fi
+  [[ $rc -eq 0 ]] || netns_log_tails "$WORK" 3 15
   netns_cleanup
   [[ -n ${KEEP:-} ]] || rm -rf "$WORK"
 }

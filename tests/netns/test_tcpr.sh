@@ -59,10 +59,7 @@ failures=0
 cleanup() {
   local rc=$?
   if [[ $rc -ne 0 || $failures -ne 0 ]]; then
-    for i in 1 2 3; do
-      echo "--- n$i log (tail)"
-      tail -25 "$WORK/log$i" 2>/dev/null || true
-    done
+    netns_log_tails "$WORK" 3 25
   fi
   netns_cleanup
   [[ -n ${KEEP:-} ]] || rm -rf "$WORK"

@@ -78,7 +78,7 @@ struct smr_config {
    * majority, left or was excluded (stop serving, give up the VIP), or a
    * state transfer to it completed (it may serve now).  smr_role() says
    * which. */
-  void (*on_quorum_lost)(void *ctx);
+  void (*on_standing)(void *ctx);
   void (*log)(void *ctx, int level, const char *line);
 };
 
