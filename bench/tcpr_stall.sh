@@ -33,6 +33,7 @@
 #
 # Usage: bench/tcpr_stall.sh BUILD_DIR [--kills N] [--conns N]
 #                            [--cases "a b c"] [--out FILE] [--capture DIR]
+#                            [--suspect MS]
 #   (as root; --capture: bench/pktlog.py logs the client namespace's packets
 #   to DIR/<case>.pkts, and the kill times are in DIR/<case>.kills)
 # Takes about 3-4 s per kill plus ~10 s per case: ~4-5 min with 3 x 20.
@@ -45,8 +46,11 @@ CONNS=4
 CASES="a b c"
 OUT=$SRC/bench/results/tcpr_stall.json
 CAPTURE=
+SUSPECT_MS=200
+HEARTBEAT_MS=20
 while [[ $# -gt 0 ]]; do
   case $1 in
+  --suspect) SUSPECT_MS=$2; shift 2 ;;
   --kills) KILLS=$2; shift 2 ;;
   --conns) CONNS=$2; shift 2 ;;
   --cases) CASES=$2; shift 2 ;;
@@ -65,8 +69,6 @@ MKCERTS=$SRC/smr/net/smr-mkcerts
 TOOL=$SRC/bench/stall_tool.py
 PY=/usr/bin/python3
 VIP=10.77.0.100
-SUSPECT_MS=200
-HEARTBEAT_MS=20
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "needs root (network namespaces, BPF, TCP_REPAIR)" >&2

@@ -51,6 +51,7 @@ add_custom_command(
 target_sources(smr_tcpr PRIVATE
                ${CMAKE_CURRENT_SOURCE_DIR}/gate.c
                ${CMAKE_CURRENT_SOURCE_DIR}/gate_bpf.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/gate_slots.c
                ${_gate_bpf_skel})
 # SYSTEM: the generated header is not ours to keep warning-free.
 target_include_directories(smr_tcpr SYSTEM PRIVATE ${CMAKE_CURRENT_BINARY_DIR})

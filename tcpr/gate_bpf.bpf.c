@@ -116,6 +116,18 @@ struct {
   __type(value, struct gate_conn);
 } conns SEC(".maps");
 
+/* The release points user space moves: it writes them through a shared
+ * mapping (no system call per release); a connection's entry names its
+ * slot.  Slot 0 is never handed out. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, GATE_MAX_CONNS);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __type(key, __u32);
+  __type(value, __u64); /* array elements are 8-byte aligned in the mapping:
+                           the low 32 bits hold the point */
+} releases SEC(".maps");
+
 #define READ_ONCE_U32(x) (*(const volatile __u32 *)&(x))
 #define READ_ONCE_U16(x) (*(const volatile __u16 *)&(x))
 #define READ_ONCE_U8(x) (*(const volatile __u8 *)&(x))
@@ -376,6 +388,12 @@ int tcpr_gate(struct __sk_buff *skb) {
     return TC_ACT_OK;
 
   __u32 released = READ_ONCE_U32(c->released);
+  __u32 slot = READ_ONCE_U32(c->slot);
+  if (slot != 0) {
+    const __u64 *rp = bpf_map_lookup_elem(&releases, &slot);
+    if (rp)
+      released = (__u32)*(const volatile __u64 *)rp;
+  }
   __u8 wscale = READ_ONCE_U8(c->rcv_wscale);
   __u32 ack = bpf_ntohl(t.th.ack_seq);
   __s32 ahead = (__s32)(ack - released);

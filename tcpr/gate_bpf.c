@@ -25,6 +25,16 @@
  *     replacing them whole (a hash map update swaps the element, so the
  *     program never sees half an update).  release is a read-modify-write
  *     that only moves forward in sequence space.
+ *   - Release points do not go through the hash map: every gated
+ *     connection gets a slot in the `releases` array, which this process
+ *     maps (BPF_F_MMAPABLE), so a release is one store into shared memory
+ *     instead of a lookup and an update (two system calls per connection
+ *     and loop iteration under pipelined load).  The slot is written
+ *     before the entry naming it is published, and a freed slot goes to
+ *     the tail of a FIFO, so a slot is reused only after every other free
+ *     one: a packet of a closed connection that the program looked up just
+ *     before the close does not meet a fresh connection's point
+ *     (gate_slots.c keeps who has which slot).
  *   - libbpf prints nothing unless SMR_BPF_DEBUG is set in the
  *     environment; its first warning of a failed load is kept for the
  *     one-line error.
@@ -44,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -63,6 +74,9 @@ struct gate_bpf_state {
   int ifindex;
   int config_fd, stats_fd, conns_fd;
   struct gate_config cfg;
+  uint64_t *rel;          /* the mapped `releases` array */
+  size_t rel_len;         /* its mapping's length */
+  struct gate_slots slots; /* who has which element of it */
 };
 
 /* ---- libbpf's printing ---- */
@@ -120,6 +134,34 @@ static struct gate_conn_key conn_key(uint32_t caddr, uint16_t cport) {
   return k;
 }
 
+/* ---- release slots ---- */
+
+static int slots_init(struct gate_bpf_state *s) {
+  long page = sysconf(_SC_PAGESIZE);
+  size_t len = (size_t)GATE_MAX_CONNS * sizeof(uint64_t);
+  if (page > 0) len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
+  void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 bpf_map__fd(s->skel->maps.releases), 0);
+  if (m == MAP_FAILED) return -errno;
+  s->rel = m;
+  s->rel_len = len;
+  return gate_slots_init(&s->slots, GATE_MAX_CONNS);
+}
+
+static void slots_free(struct gate_bpf_state *s) {
+  if (s->rel != NULL) munmap(s->rel, s->rel_len);
+  s->rel = NULL;
+  gate_slots_free(&s->slots);
+}
+
+static void rel_store(struct gate_bpf_state *s, uint32_t slot, uint32_t v) {
+  __atomic_store_n(&s->rel[slot], (uint64_t)v, __ATOMIC_RELEASE);
+}
+
+static uint32_t rel_load(struct gate_bpf_state *s, uint32_t slot) {
+  return (uint32_t)__atomic_load_n(&s->rel[slot], __ATOMIC_ACQUIRE);
+}
+
 static int bpf_fence(void *st, int fenced) {
   struct gate_bpf_state *s = st;
   s->cfg.fenced = fenced ? 1 : 0;
@@ -138,14 +180,28 @@ static int bpf_conn_open(void *st, uint32_t caddr, uint16_t cport,
   v.snd_max = snd_nxt;
   v.rcv_wscale = rcv_wscale <= GATE_WSCALE_MAX ? rcv_wscale
                                                : GATE_WSCALE_UNKNOWN;
-  if (bpf_map_update_elem(s->conns_fd, &k, &v, BPF_ANY) < 0)
-    return -errno;
+  /* A slot when one is free; without one the entry's own point is used
+   * (and moved by map updates). */
+  v.slot = gate_slots_get(&s->slots, caddr, cport);
+  if (v.slot != 0)
+    rel_store(s, v.slot, released); /* before the entry names it */
+  if (bpf_map_update_elem(s->conns_fd, &k, &v, BPF_ANY) < 0) {
+    int e = -errno;
+    gate_slots_put(&s->slots, caddr, cport);
+    return e;
+  }
   return 0;
 }
 
 static int bpf_release(void *st, uint32_t caddr, uint16_t cport,
                        uint32_t released) {
   struct gate_bpf_state *s = st;
+  uint32_t slot = gate_slots_find(&s->slots, caddr, cport);
+  if (slot != 0) {
+    if ((int32_t)(released - rel_load(s, slot)) > 0) /* never backwards */
+      rel_store(s, slot, released);
+    return 0;
+  }
   struct gate_conn_key k = conn_key(caddr, cport);
   struct gate_conn v;
   if (bpf_map_lookup_elem(s->conns_fd, &k, &v) < 0)
@@ -173,9 +229,9 @@ static int bpf_allow_close(void *st, uint32_t caddr, uint16_t cport) {
 static int bpf_conn_close(void *st, uint32_t caddr, uint16_t cport) {
   struct gate_bpf_state *s = st;
   struct gate_conn_key k = conn_key(caddr, cport);
-  if (bpf_map_delete_elem(s->conns_fd, &k) < 0)
-    return -errno;
-  return 0;
+  int e = bpf_map_delete_elem(s->conns_fd, &k) < 0 ? -errno : 0;
+  gate_slots_put(&s->slots, caddr, cport); /* after the entry stops naming it */
+  return e;
 }
 
 static int bpf_stats(void *st, struct tcpr_gate_stats *out) {
@@ -226,6 +282,7 @@ static void bpf_close(void *st) {
   /* Fenced before the fds go: the filter keeps the program, and the
    * program keeps its maps. */
   (void)bpf_fence(s, 1);
+  slots_free(s);
   gate_bpf__destroy(s->skel);
   free(s);
 }
@@ -311,6 +368,12 @@ int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
              strerror(-e));
     goto fail;
   }
+  e = slots_init(s);
+  if (e < 0) {
+    snprintf(err, errlen, "gate: cannot map the release array: %s",
+             strerror(-e));
+    goto fail;
+  }
 
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = s->ifindex,
               .attach_point = BPF_TC_EGRESS);
@@ -347,6 +410,7 @@ int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
   return 0;
 
 fail:
+  slots_free(s);
   gate_bpf__destroy(s->skel);
   free(s);
   return e;

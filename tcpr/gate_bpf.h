@@ -7,6 +7,11 @@
  *   stats   PERCPU_ARRAY[1]    struct gate_stats (summed over CPUs by the
  *                              loader)
  *   conns   LRU_HASH[65536]    struct gate_conn_key -> struct gate_conn
+ *   releases ARRAY[65536], mmap-able: __u64 (low 32 bits: a release point,
+ *                              host order; elements of a mapped array are
+ *                              8 bytes apart whatever their size), indexed by a
+ *                              connection's `slot` (0: none, the entry's own
+ *                              `released` counts)
  *
  * Two programs share them: tcpr_gate on egress, tcpr_gate_in on ingress.
  *
@@ -55,6 +60,7 @@ struct gate_conn {
   __u8 rcv_wscale; /* our receive window scale, or GATE_WSCALE_UNKNOWN */
   __u16 pad;
   __u32 snd_max;   /* past the highest sequence we sent (host order) */
+  __u32 slot;      /* index in `releases`, or 0: `released` holds it */
 };
 
 #endif

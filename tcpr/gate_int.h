@@ -29,4 +29,32 @@ int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
 /* Removes the tc-BPF gate's filters from dev (both hooks), if any. */
 void tcpr_gate_bpf_detach(const char *dev);
 
+/* ---- release slots (gate_slots.c) ----
+ * Which slot of the bpf gate's release array a connection has.  Slots are
+ * 1..nslots-1; 0 means none (or none free). */
+struct gate_slot_ent {
+  uint32_t addr;
+  uint16_t port;
+  uint16_t used;
+  uint32_t slot;
+};
+
+struct gate_slots {
+  uint32_t nslots, nbuckets; /* powers of two; nbuckets = 2 * nslots */
+  struct gate_slot_ent *index;
+  uint32_t *fifo; /* free slots, oldest first, from head */
+  uint32_t head, nfree;
+};
+
+/* nslots: a power of two >= 2.  0, -EINVAL or -ENOMEM. */
+int gate_slots_init(struct gate_slots *s, uint32_t nslots);
+void gate_slots_free(struct gate_slots *s);
+/* The connection's slot, or 0. */
+uint32_t gate_slots_find(const struct gate_slots *s, uint32_t addr,
+                         uint16_t port);
+/* The connection's slot, a new one if it has none; 0 if none is free. */
+uint32_t gate_slots_get(struct gate_slots *s, uint32_t addr, uint16_t port);
+/* Frees the connection's slot, if it has one. */
+void gate_slots_put(struct gate_slots *s, uint32_t addr, uint16_t port);
+
 #endif
