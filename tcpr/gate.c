@@ -4,9 +4,10 @@
  *   TCPR_GATE_OFF   a handle whose calls all succeed and do nothing (kind
  *                   "off"): for services run without TCP-R;
  *   TCPR_GATE_BPF   the tc-BPF program (gate_bpf.c, gate_bpf.bpf.c);
- *   TCPR_GATE_KMOD  the smr kernel module: not written yet, so -ENOTSUP;
- *   TCPR_GATE_AUTO  kmod if the module is there (a generic netlink family
- *                   named "smr_gate", or /sys/module/smr_gate), else bpf.
+ *   TCPR_GATE_KMOD  the smr_tcpr kernel module (gate_kmod.c,
+ *                   kernel-module/);
+ *   TCPR_GATE_AUTO  kmod if the module is loaded (its generic netlink
+ *                   family answers in this namespace), else bpf.
  *
  * Design: a handle is an ops table and the backend's state; the front
  * checks arguments, the backends do the work.  Nothing here keeps threads
@@ -16,19 +17,11 @@
  * Deviation from the feasibility probe (tcp-takeover.md): of the gates
  * the probe found working (tc-BPF, NFQUEUE, a kernel module), NFQUEUE is
  * not offered (twice the cost per request, and it needs iptables-legacy
- * on this kernel); the module, the only one that can send an ACK at the
- * moment of a release, is detected but not written yet. */
+ * on this kernel). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
-#include <unistd.h>
-
-#include <linux/genetlink.h>
-#include <linux/netlink.h>
 
 #include "gate_int.h"
 #include "tcpr.h"
@@ -88,89 +81,6 @@ static const struct tcpr_gate_ops gate_off_ops = {
     .close = off_close,
 };
 
-/* ---- kernel module detection ---- */
-
-#define KMOD_FAMILY "smr_gate"
-
-/* 1 if the generic netlink family exists (in this network namespace's
- * view), 0 if not, negative errno if the question could not be asked. */
-static int genl_family_exists(const char *name) {
-  union {
-    char buf[256];
-    struct nlmsghdr align;
-  } req, resp;
-  size_t namelen = strlen(name) + 1;
-  struct nlattr nla;
-  struct nlmsghdr nh;
-  struct genlmsghdr gh;
-  size_t len = NLMSG_LENGTH(GENL_HDRLEN + NLA_ALIGN(NLA_HDRLEN + namelen));
-  if (len > sizeof(req.buf))
-    return -ENAMETOOLONG;
-
-  memset(&req, 0, sizeof(req));
-  memset(&nh, 0, sizeof(nh));
-  nh.nlmsg_len = (uint32_t)len;
-  nh.nlmsg_type = GENL_ID_CTRL;
-  nh.nlmsg_flags = NLM_F_REQUEST;
-  nh.nlmsg_seq = 1;
-  memset(&gh, 0, sizeof(gh));
-  gh.cmd = CTRL_CMD_GETFAMILY;
-  gh.version = 1;
-  nla.nla_len = (uint16_t)(NLA_HDRLEN + namelen);
-  nla.nla_type = CTRL_ATTR_FAMILY_NAME;
-  memcpy(req.buf, &nh, sizeof(nh));
-  memcpy(req.buf + NLMSG_HDRLEN, &gh, sizeof(gh));
-  memcpy(req.buf + NLMSG_HDRLEN + GENL_HDRLEN, &nla, sizeof(nla));
-  memcpy(req.buf + NLMSG_HDRLEN + GENL_HDRLEN + NLA_HDRLEN, name, namelen);
-
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
-  if (fd < 0)
-    return -errno;
-  struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  struct sockaddr_nl sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.nl_family = AF_NETLINK;
-  int rc;
-  if (sendto(fd, req.buf, len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-    rc = -errno;
-    goto out;
-  }
-  ssize_t n = recv(fd, resp.buf, sizeof(resp.buf), MSG_TRUNC);
-  if (n < 0) {
-    rc = -errno;
-    goto out;
-  }
-  if ((size_t)n < NLMSG_HDRLEN) {
-    rc = -EPROTO;
-    goto out;
-  }
-  memcpy(&nh, resp.buf, sizeof(nh));
-  if (nh.nlmsg_type == NLMSG_ERROR) {
-    struct nlmsgerr ne;
-    if ((size_t)n < NLMSG_HDRLEN + sizeof(ne)) {
-      rc = -EPROTO;
-      goto out;
-    }
-    memcpy(&ne, resp.buf + NLMSG_HDRLEN, sizeof(ne));
-    rc = ne.error == -ENOENT ? 0 : (ne.error < 0 ? ne.error : -EPROTO);
-  } else {
-    rc = nh.nlmsg_type == GENL_ID_CTRL ? 1 : -EPROTO;
-  }
-out:
-  close(fd);
-  return rc;
-}
-
-/* A module family that is not netns-aware is invisible from a member's
- * namespace; /sys/module still shows the module. */
-static int kmod_present(void) {
-  struct stat sb;
-  if (genl_family_exists(KMOD_FAMILY) == 1)
-    return 1;
-  return stat("/sys/module/" KMOD_FAMILY, &sb) == 0;
-}
-
 /* ---- the API ---- */
 
 int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
@@ -199,13 +109,10 @@ int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
     ops = &gate_off_ops;
     break;
   case TCPR_GATE_AUTO:
-    if (kmod_present()) {
-      snprintf(err, errlen,
-               "gate = auto: the smr kernel module is loaded but its "
-               "backend is not written yet");
-      return -ENOTSUP;
-    }
-    rc = tcpr_gate_bpf_open(dev, vip, port, &ops, &st, err, errlen);
+    if (tcpr_gate_kmod_present() == 1)
+      rc = tcpr_gate_kmod_open(dev, vip, port, &ops, &st, err, errlen);
+    else
+      rc = tcpr_gate_bpf_open(dev, vip, port, &ops, &st, err, errlen);
     if (rc < 0)
       return rc;
     break;
@@ -215,13 +122,10 @@ int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
       return rc;
     break;
   case TCPR_GATE_KMOD:
-    if (kmod_present())
-      snprintf(err, errlen,
-               "gate = kmod: the smr kernel module's backend is not written "
-               "yet");
-    else
-      snprintf(err, errlen, "gate = kmod: the smr kernel module is not loaded");
-    return -ENOTSUP;
+    rc = tcpr_gate_kmod_open(dev, vip, port, &ops, &st, err, errlen);
+    if (rc < 0)
+      return rc;
+    break;
   default:
     snprintf(err, errlen, "gate: unknown kind %d", (int)kind);
     return -EINVAL;
@@ -271,6 +175,21 @@ int tcpr_gate_release(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
   if (g == NULL)
     return -EINVAL;
   return g->ops->release(g->st, caddr, cport, released);
+}
+
+int tcpr_gate_release_now(struct tcpr_gate *g, uint32_t caddr,
+                          uint16_t cport, uint32_t released) {
+  if (g == NULL)
+    return -EINVAL;
+  if (g->ops->release_now == NULL)
+    return g->ops->release(g->st, caddr, cport, released);
+  return g->ops->release_now(g->st, caddr, cport, released);
+}
+
+int tcpr_gate_flush(struct tcpr_gate *g) {
+  if (g == NULL)
+    return -EINVAL;
+  return g->ops->flush != NULL ? g->ops->flush(g->st) : 0;
 }
 
 int tcpr_gate_allow_close(struct tcpr_gate *g, uint32_t caddr,

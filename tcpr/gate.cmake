@@ -52,7 +52,10 @@ target_sources(smr_tcpr PRIVATE
                ${CMAKE_CURRENT_SOURCE_DIR}/gate.c
                ${CMAKE_CURRENT_SOURCE_DIR}/gate_bpf.c
                ${CMAKE_CURRENT_SOURCE_DIR}/gate_slots.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/gate_kmod.c
                ${_gate_bpf_skel})
 # SYSTEM: the generated header is not ours to keep warning-free.
 target_include_directories(smr_tcpr SYSTEM PRIVATE ${CMAKE_CURRENT_BINARY_DIR})
+# The kernel module's user-space interface (uapi/smr_tcpr.h), for gate_kmod.c.
+target_include_directories(smr_tcpr PRIVATE ${PROJECT_SOURCE_DIR}/kernel-module)
 target_link_libraries(smr_tcpr PRIVATE PkgConfig::LIBBPF)

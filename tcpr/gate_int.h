@@ -14,6 +14,11 @@ struct tcpr_gate_ops {
                    uint32_t released, uint8_t rcv_wscale, uint32_t snd_nxt);
   int (*release)(void *st, uint32_t caddr, uint16_t cport,
                  uint32_t released);
+  /* Optional: release and acknowledge at once (NULL: release). */
+  int (*release_now)(void *st, uint32_t caddr, uint16_t cport,
+                     uint32_t released);
+  /* Optional: send what release/release_now queued (NULL: nothing is). */
+  int (*flush)(void *st);
   int (*allow_close)(void *st, uint32_t caddr, uint16_t cport);
   int (*conn_close)(void *st, uint32_t caddr, uint16_t cport);
   int (*stats)(void *st, struct tcpr_gate_stats *out);
@@ -25,6 +30,14 @@ struct tcpr_gate_ops {
 int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
                        const struct tcpr_gate_ops **ops, void **st,
                        char *err, size_t errlen);
+
+/* The kernel-module backend (gate_kmod.c): configures the namespace's
+ * gate in smr_tcpr.ko, fenced. */
+int tcpr_gate_kmod_open(const char *dev, uint32_t vip, uint16_t port,
+                        const struct tcpr_gate_ops **ops, void **st,
+                        char *err, size_t errlen);
+/* 1 if the module's netlink family is there, 0 if not, or -errno. */
+int tcpr_gate_kmod_present(void);
 
 /* Removes the tc-BPF gate's filters from dev (both hooks), if any. */
 void tcpr_gate_bpf_detach(const char *dev);

@@ -47,6 +47,7 @@ struct tcpr_gate_stats {
   uint64_t rst_dropped;    /* RSTs of gated connections not released */
   uint64_t fenced_dropped; /* packets from the VIP dropped while fenced */
   uint64_t acks_clamped_in; /* client ACKs above what we sent, lowered */
+  uint64_t acks_sent;      /* acknowledgements sent at release (kmod) */
   uint64_t conns;          /* connections in the gate's table */
 };
 
@@ -75,9 +76,20 @@ int tcpr_gate_fence(struct tcpr_gate *g, int fenced);
 int tcpr_gate_conn_open(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
                         uint32_t released, uint8_t rcv_wscale,
                         uint32_t snd_nxt);
-/* Moves the released point forward (never back, in sequence space). */
+/* Moves the released point forward (never back, in sequence space).  A
+ * backend may queue it until tcpr_gate_flush (kmod batches releases into
+ * one message); call tcpr_gate_flush before writing the replies that
+ * should carry the acknowledgement. */
 int tcpr_gate_release(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
                       uint32_t released);
+/* The same, for a release nothing is about to carry to the client (no
+ * reply follows, e.g. the first part of a long request): the backend
+ * sends the acknowledgement at once if it can (kmod); others only
+ * release (the client learns it from the next segment it gets). */
+int tcpr_gate_release_now(struct tcpr_gate *g, uint32_t caddr,
+                          uint16_t cport, uint32_t released);
+/* Sends queued releases.  Every other call also sends them first. */
+int tcpr_gate_flush(struct tcpr_gate *g);
 /* The connection may now send FIN/RST (a graceful close); acknowledgements
  * are no longer held. */
 int tcpr_gate_allow_close(struct tcpr_gate *g, uint32_t caddr,

@@ -359,12 +359,19 @@ static void client_write(struct client *c) {
 /* Moves the replies at the head of the FIFO that are ready to the output,
  * after releasing the client's bytes the group applied (the replies carry
  * the acknowledgement). */
+/* Releases the client's bytes the group applied (queued in the gate:
+ * kmod batches them until tcpr_gate_flush).  1 if it released. */
+static int client_release(struct client *c) {
+  if (!c->gated || c->closed || c->release_to <= c->released) return 0;
+  tcpr_gate_release(c->f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                    c->tcp.rcv_isn1 + (uint32_t)c->release_to);
+  c->released = c->release_to;
+  return 1;
+}
+
 static void client_flush(struct client *c) {
-  if (c->gated && !c->closed && c->release_to > c->released) {
-    tcpr_gate_release(c->f->cfg.gate, c->tcp.raddr, c->tcp.rport,
-                      c->tcp.rcv_isn1 + (uint32_t)c->release_to);
-    c->released = c->release_to;
-  }
+  /* (From on_flush the release went out with the whole batch already.) */
+  if (client_release(c)) tcpr_gate_flush(c->f->cfg.gate);
   while (c->head != NULL && c->head->ready) {
     struct slot *s = c->head;
     c->head = s->next;
@@ -958,6 +965,12 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents) {
   (void)loop;
   (void)revents;
   struct smrd_frontend *f = w->data;
+  /* Every release first, sent to the gate as one batch, so that the
+   * replies written next carry the acknowledgements. */
+  int released = 0;
+  for (struct client *c = f->dirty; c != NULL; c = c->dirty_next)
+    released |= client_release(c);
+  if (released) tcpr_gate_flush(f->cfg.gate);
   while (f->dirty != NULL) {
     struct client *c = f->dirty;
     f->dirty = c->dirty_next;
@@ -1029,12 +1042,14 @@ static void kv_on_reply(struct smrd_frontend *f, void *cookie,
   case SLOT_PART:
     s->ready = 1;
     if (st == TCPR_ST_APPLIED && !c->closed) {
-      tcpr_gate_release(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
-                        c->tcp.rcv_isn1 + (uint32_t)s->end);
-      /* No reply will carry the acknowledgement: if the kernel still has
-       * one to send (delayed), it goes now, and the gate lets it reach
-       * the released point.  (If it was sent already, held, the client
-       * learns at its next retransmission: the tc gate cannot send.) */
+      /* No reply will carry the acknowledgement: the kmod gate sends it
+       * now.  For the others, if the kernel still has one to send
+       * (delayed), it goes now, and the gate lets it reach the released
+       * point.  (If it was sent already, held, the client learns at its
+       * next retransmission: the tc gate cannot send.) */
+      tcpr_gate_release_now(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                            c->tcp.rcv_isn1 + (uint32_t)s->end);
+      tcpr_gate_flush(f->cfg.gate);
       int one = 1;
       setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
     }

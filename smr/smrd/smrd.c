@@ -464,6 +464,9 @@ static json_t *cmd_metrics(struct smrd *d) {
     M("smr_gate_acks_clamped_in_total", "counter",
       "Client acknowledgements above what this member sent, lowered (after "
       "a takeover).", gs.acks_clamped_in);
+    M("smr_gate_acks_sent_total", "counter",
+      "Acknowledgements the gate sent at a release (kernel module only).",
+      gs.acks_sent);
   }
 #undef M
   fclose(f);
