@@ -33,8 +33,10 @@
 #      RTO: --suspect 190 does, the default 200 races it.
 #
 # The stall (per kill and connection: the largest gap between two replies
-# overlapping [kill, end of the kill's window]) includes the knob's own
-# delay; the baseline (the same connection's largest gap in the second
+# open at some instant between the kill and the moment the new primary was
+# seen holding the VIP; later gaps are the new primary's ordinary service,
+# reported apart as the window figure) includes the knob's own delay; the
+# baseline (the same connection's largest gap in the second
 # before the kill) is reported next to it.  Every connection failure
 # counts as broken (the goal is zero); the client replaces a broken
 # connection so that the run goes on, and checks every INCR reply is the
