@@ -761,6 +761,21 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
     fail("after releasing 1000: client unacked %d, wanted 500", outq(c.cfd));
   pass("released 1000 of 1500: the next reply acknowledged exactly those, "
        "500 stay unacknowledged");
+  if (g_kind == TCPR_GATE_KMOD) {
+    /* The module acknowledges a release at once when asked: the client's
+     * 500 bytes are acknowledged with nothing sent by the server. */
+    uint64_t sent0 = stats(g).acks_sent;
+    if ((rc = tcpr_gate_release_now(g, c.caddr, c.cport, c.base + 1500)) < 0 ||
+        (rc = tcpr_gate_flush(g)) < 0)
+      fail("release_now: %s", strerror(-rc));
+    if (!WAIT_UNTIL(1000, outq(c.cfd) == 0))
+      fail("after release_now: client unacked %d, wanted 0", outq(c.cfd));
+    if (stats(g).acks_sent != sent0 + 1)
+      fail("acks_sent %" PRIu64 ", wanted %" PRIu64, stats(g).acks_sent,
+           sent0 + 1);
+    pass("kmod: release_now acknowledged the last 500 bytes at once, "
+         "without a reply (acks_sent +1)");
+  }
   if ((rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + 1500)) < 0 ||
       (rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + 200)) < 0)
     fail("release: %s", strerror(-rc));
