@@ -106,6 +106,7 @@ int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
     /* A gate an earlier run left on the device (fenced: it would drop the
      * VIP's traffic) goes; errors here only mean there was none. */
     tcpr_gate_bpf_detach(dev);
+    (void)tcpr_gate_kmod_reset(); /* and the module's, if it has one here */
     ops = &gate_off_ops;
     break;
   case TCPR_GATE_AUTO:

@@ -38,6 +38,9 @@ int tcpr_gate_kmod_open(const char *dev, uint32_t vip, uint16_t port,
                         char *err, size_t errlen);
 /* 1 if the module's netlink family is there, 0 if not, or -errno. */
 int tcpr_gate_kmod_present(void);
+/* Unconfigures this namespace's module gate (nothing gated or fenced);
+ * 0 also when the module is not loaded. */
+int tcpr_gate_kmod_reset(void);
 
 /* Removes the tc-BPF gate's filters from dev (both hooks), if any. */
 void tcpr_gate_bpf_detach(const char *dev);

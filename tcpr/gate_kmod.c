@@ -305,6 +305,20 @@ int tcpr_gate_kmod_present(void) {
   return rc == 0 ? 1 : (rc == -ENOENT ? 0 : rc);
 }
 
+int tcpr_gate_kmod_reset(void) {
+  struct gate_kmod_state s;
+  memset(&s, 0, sizeof(s));
+  int rc = sock_open(&s);
+  if (rc == 0) rc = resolve(&s);
+  if (rc == 0) {
+    char buf[128];
+    struct nlmsghdr *nh = put_hdr(&s, buf, SMR_TCPR_CMD_RESET, NLM_F_ACK);
+    rc = transact(&s, nh, NULL, NULL);
+  }
+  if (s.nl != NULL) mnl_socket_close(s.nl);
+  return rc == -ENOENT ? 0 : rc;
+}
+
 int tcpr_gate_kmod_open(const char *dev, uint32_t vip, uint16_t port,
                         const struct tcpr_gate_ops **ops, void **out,
                         char *err, size_t errlen) {

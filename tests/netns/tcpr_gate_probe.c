@@ -313,6 +313,15 @@ static int sees_close(int fd, int ms) {
   return poll(&p, 1, ms) == 1;
 }
 
+/* A release as the server makes one: queued, then sent (kmod batches
+ * releases until tcpr_gate_flush; bpf applies them at once). */
+static int gate_release(struct tcpr_gate *g, uint32_t caddr, uint16_t cport,
+                        uint32_t released) {
+  int rc = tcpr_gate_release(g, caddr, cport, released);
+  int frc = tcpr_gate_flush(g);
+  return rc < 0 ? rc : frc;
+}
+
 static struct tcpr_gate_stats stats(struct tcpr_gate *g) {
   struct tcpr_gate_stats st;
   int rc = tcpr_gate_stats(g, &st);
@@ -552,7 +561,7 @@ static int64_t traffic(struct tcpr_gate *g, struct conn *c, uint64_t total,
       msg_write(c->cfd, &cw, &cw_off);
     if (!s_replying && msg_read(c->sfd, &sr, &sr_off, pat_c2s, "server")) {
       /* The whole request is here: release it, then answer. */
-      int rc = tcpr_gate_release(g, c->caddr, c->cport,
+      int rc = gate_release(g, c->caddr, c->cport,
                                  c->base + (uint32_t)sr_off);
       if (rc < 0)
         fail("tcpr_gate_release: %s", strerror(-rc));
@@ -753,7 +762,7 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
     fail("no ACK from the server for 500 more bytes");
   if (outq(c.cfd) != 1500)
     fail("client unacked %d, wanted 1500", outq(c.cfd));
-  if ((rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + 1000)) < 0)
+  if ((rc = gate_release(g, c.caddr, c.cport, c.base + 1000)) < 0)
     fail("release: %s", strerror(-rc));
   send_all(c.sfd, "reply-1", 7, 1000);
   recv_exact(c.cfd, bytes, 7, 1000);
@@ -776,8 +785,8 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
     pass("kmod: release_now acknowledged the last 500 bytes at once, "
          "without a reply (acks_sent +1)");
   }
-  if ((rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + 1500)) < 0 ||
-      (rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + 200)) < 0)
+  if ((rc = gate_release(g, c.caddr, c.cport, c.base + 1500)) < 0 ||
+      (rc = gate_release(g, c.caddr, c.cport, c.base + 200)) < 0)
     fail("release: %s", strerror(-rc));
   send_all(c.sfd, "reply-2", 7, 1000);
   recv_exact(c.cfd, bytes, 7, 1000);
@@ -825,7 +834,7 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
       note("tcpi_rcv_wnd not reported by this kernel: window edge not "
            "compared");
     }
-    rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + (uint32_t)c.c2s);
+    rc = gate_release(g, c.caddr, c.cport, c.base + (uint32_t)c.c2s);
     if (rc < 0)
       fail("release: %s", strerror(-rc));
     send_all(c.sfd, "reply-4", 7, 1000);
@@ -909,7 +918,7 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
          "stripped (sack_stripped +%" PRIu64 "), the client has nothing "
          "SACKed",
          stats(g).sack_stripped - st0.sack_stripped);
-    rc = tcpr_gate_release(g, c.caddr, c.cport, c.base + (uint32_t)c.c2s);
+    rc = gate_release(g, c.caddr, c.cport, c.base + (uint32_t)c.c2s);
     if (rc < 0)
       fail("release: %s", strerror(-rc));
     send_all(c.sfd, "reply-5", 7, 1000);
@@ -995,7 +1004,7 @@ static int run(const char *sns, const char *cns, uint32_t vip, uint16_t port) {
   if (tcpr_gate_conn_close(g, c2.caddr, c2.cport) != 0 ||
       tcpr_gate_conn_close(g, c3.caddr, c3.cport) != 0 ||
       tcpr_gate_conn_close(g, c3.caddr, c3.cport) != -ENOENT ||
-      tcpr_gate_release(g, c3.caddr, c3.cport, 1) != -ENOENT)
+      gate_release(g, c3.caddr, c3.cport, 1) != -ENOENT)
     fail("conn_close: wanted 0, 0, then -ENOENT");
   if (stats(g).conns != conns0 + 1)
     fail("%" PRIu64 " entries after closing two, wanted 1",
