@@ -44,7 +44,9 @@
 #
 # Usage: bench/tcpr_stall.sh BUILD_DIR [--kills N] [--conns N]
 #                            [--cases "a b c"] [--out FILE] [--capture DIR]
-#                            [--suspect MS]
+#                            [--suspect MS] [--heartbeat MS] [--gate bpf|kmod]
+#   (--gate kmod needs the smr_tcpr module loaded: bench/vm_stall.sh runs
+#   both gates in the VM, where it can be)
 #   (as root; --capture: bench/pktlog.py logs the client namespace's packets
 #   to DIR/<case>.pkts, and the kill times are in DIR/<case>.kills)
 # Takes about 3-4 s per kill plus ~10 s per case: ~4-5 min with 3 x 20.
@@ -59,9 +61,12 @@ OUT=$SRC/bench/results/tcpr_stall.json
 CAPTURE=
 SUSPECT_MS=200
 HEARTBEAT_MS=20
+GATE=bpf
 while [[ $# -gt 0 ]]; do
   case $1 in
   --suspect) SUSPECT_MS=$2; shift 2 ;;
+  --heartbeat) HEARTBEAT_MS=$2; shift 2 ;;
+  --gate) GATE=$2; shift 2 ;;
   --kills) KILLS=$2; shift 2 ;;
   --conns) CONNS=$2; shift 2 ;;
   --cases) CASES=$2; shift 2 ;;
@@ -126,7 +131,7 @@ checkpoint_every = 20000
 [vip]
 address = $VIP/24
 device = eth0
-gate = bpf
+gate = $GATE
 [service]
 port = 6379
 EOF
@@ -247,14 +252,14 @@ for c in $CASES; do
   results+=("$WORK/$c.result.json")
 done
 
-$PY - "$OUT" "$KILLS" "$CONNS" "$SUSPECT_MS" "$HEARTBEAT_MS" "$((SECONDS - T0))" "${results[@]}" <<'EOF'
+$PY - "$OUT" "$KILLS" "$CONNS" "$SUSPECT_MS" "$HEARTBEAT_MS" "$((SECONDS - T0))" "$GATE" "${results[@]}" <<'EOF'
 import json, os, sys, time
-out, kills, conns, suspect, hb, secs, *files = sys.argv[1:]
+out, kills, conns, suspect, hb, secs, gate, *files = sys.argv[1:]
 d = {
     "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     "machine": f"{os.uname().release}, {os.cpu_count()} cpus",
     "note": f"3 smrd members + client in network namespaces on one host, "
-            f"gate bpf, heartbeat {hb} ms, suspect {suspect} ms, "
+            f"gate {gate}, heartbeat {hb} ms, suspect {suspect} ms, "
             f"{conns} connections",
     "kills_per_case": int(kills), "run_s": int(secs),
     "cases": [json.load(open(f)) for f in files],

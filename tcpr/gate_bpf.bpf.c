@@ -246,27 +246,51 @@ static __always_inline int sack_above(const union opt_buf *o,
   return 0;
 }
 
-/* Replaces the SACK option with NOPs, one 32-bit word of the options at a
- * time (words are aligned to the TCP header, hence to the checksum's 16-bit
- * words).  0, or -1 if a helper failed. */
+/* Replaces the SACK option with NOPs: the new option bytes are made under
+ * bpf_loop (its callback is verified once), then written back with one
+ * store, the checksum fixed with one precomputed difference over the
+ * whole option area (a multiple of 4 bytes, so the checksum's 16-bit words
+ * line up).  An open-coded loop over the option words, a helper call or
+ * two per word, made 6.1's verifier give up at a million instructions.
+ * 0, or -1 if a helper failed. */
+struct strip_ctx {
+  union opt_buf n;
+  __u32 s, e;
+};
+
+static long strip_step(__u32 i, void *arg) {
+  struct strip_ctx *c = arg;
+  __u64 j = i & 63;
+  /* Keep j in one register the verifier has bounded. */
+  asm volatile("" : "+r"(j));
+  if (j >= OPT_MAX)
+    return 1;
+  if (j >= c->s && j < c->e)
+    c->n.b[j] = OPT_NOP;
+  return 0;
+}
+
 static __always_inline int strip_sack(struct __sk_buff *skb, __u32 toff,
                                       const union opt_buf *o, __u32 optlen,
                                       const struct opt_info *oi) {
-  union opt_buf n = *o;
-  __u32 s = (__u32)oi->sack_off, e = s + oi->sack_len;
-  for (__u32 i = 0; i < OPT_MAX; i++)
-    if (i >= s && i < e)
-      n.b[i] = OPT_NOP;
-  for (__u32 w = 0; w < OPT_MAX / 4; w++) {
-    if (w * 4 >= optlen)
-      break;
-    if (n.w[w] == o->w[w])
-      continue;
-    if (bpf_l4_csum_replace(skb, toff + TH_CHECK, o->w[w], n.w[w], 4) < 0)
-      return -1;
-    if (bpf_skb_store_bytes(skb, toff + TH_LEN + w * 4, &n.w[w], 4, 0) < 0)
-      return -1;
-  }
+  struct strip_ctx c;
+  c.n = *o;
+  c.s = (__u32)oi->sack_off;
+  c.e = c.s + oi->sack_len;
+  bpf_loop(OPT_MAX, strip_step, &c, 0);
+  __u64 olen = optlen & 0x3c; /* options come in 32-bit words */
+  /* One register, bounded where it is used (older verifiers lose bounds
+   * learnt on a copy). */
+  asm volatile("" : "+r"(olen));
+  if (olen < 4 || olen > OPT_MAX)
+    return 0;
+  __s64 diff = bpf_csum_diff((__be32 *)o->w, olen, (__be32 *)c.n.w, olen, 0);
+  if (diff < 0)
+    return -1;
+  if (bpf_l4_csum_replace(skb, toff + TH_CHECK, 0, (__u64)diff, 0) < 0)
+    return -1;
+  if (bpf_skb_store_bytes(skb, toff + TH_LEN, c.n.b, olen, 0) < 0)
+    return -1;
   return 0;
 }
 

@@ -878,8 +878,19 @@ static void kv_resume(struct smrd_frontend *f) {
     if (!c->gated || c->closed) continue;
     if (!c->fin && !c->throttled && !ev_is_active(&c->rw))
       ev_io_start(f->cfg.loop, &c->rw);
-    if (c->out.len > c->out_off || c->finishing) client_write(c);
+    if (c->out.len > c->out_off || c->finishing) {
+      client_write(c);
+    } else {
+      /* Nothing to send would carry the acknowledgement of what the group
+       * has (e.g. the start of a long request, released, whose ACK died
+       * with the old primary): the kmod gate sends it now.  Others do
+       * nothing here; the client learns at its next retransmission. */
+      for (uint32_t k = 0; k < f->cfg.takeover_acks; k++)
+        tcpr_gate_release_now(f->cfg.gate, c->tcp.raddr, c->tcp.rport,
+                              c->tcp.rcv_isn1 + (uint32_t)c->released);
+    }
   }
+  tcpr_gate_flush(f->cfg.gate);
 }
 
 static void takeover(struct smrd_frontend *f) {

@@ -252,6 +252,15 @@ static int handler(void *user, const char *sec, const char *key,
     c->replication_delay_ms = (uint32_t)u;
     return 1;
   }
+  if (IS("test", "takeover_acks")) {
+    /* Test only: how many acknowledgements a new primary sends at once on
+     * each restored connection that has nothing else to send (default 1;
+     * the kernel-module gate only).  More than one are duplicate ACKs: the
+     * experiment of whether they make a client resend sooner. */
+    if (!uint_value(p, sec, key, val, 0, 16, &u)) return 0;
+    c->takeover_acks = (uint32_t)u;
+    return 1;
+  }
   if (IS("test", "reply_delay_ms")) {
     /* Test only: the primary holds every reply of a VIP connection this
      * long after the group applied its request (so that a kill lands
@@ -275,6 +284,7 @@ int smrd_config_load(const char *file, struct smrd_config *cfg, char *err,
   cfg->gate = SMRD_GATE_AUTO;
   snprintf(cfg->service, sizeof(cfg->service), "kv");
   cfg->port = 6379;
+  cfg->takeover_acks = 1;
   struct parse p = {cfg, file, err, errlen, 0, 0};
   err[0] = 0;
   int rc = ini_parse(file, handler, &p);

@@ -44,6 +44,7 @@ struct smrd_config {
   /* [test] (never in production) */
   uint32_t replication_delay_ms;
   uint32_t reply_delay_ms;
+  uint32_t takeover_acks; /* [test] takeover_acks, default 1 */
 };
 
 /* Loads and validates FILE.  Returns 0, or -1 with a one-line reason in err

@@ -654,6 +654,7 @@ int main(int argc, char **argv) {
       .vip = d.vip,
       .replication_delay_ms = d.cfg.replication_delay_ms,
       .reply_delay_ms = d.cfg.reply_delay_ms,
+      .takeover_acks = d.cfg.takeover_acks,
   };
   if ((rc = d.fe_ops->open(&fc, &d.fe, err, sizeof(err))) < 0) {
     dlog(SMR_LOG_ERROR, "cannot start the %s front end: %s", d.fe_ops->name,

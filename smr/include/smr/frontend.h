@@ -38,6 +38,7 @@ struct smrd_frontend_config {
   uint32_t vip;               /* network order */
   uint32_t replication_delay_ms; /* test only: hold requests this long */
   uint32_t reply_delay_ms;       /* test only: hold VIP replies this long */
+  uint32_t takeover_acks;        /* ACKs per restored idle connection */
 };
 
 struct smrd_frontend_ops {
