@@ -45,6 +45,7 @@
 # Usage: bench/tcpr_stall.sh BUILD_DIR [--kills N] [--conns N]
 #                            [--cases "a b c"] [--out FILE] [--capture DIR]
 #                            [--suspect MS] [--heartbeat MS] [--gate bpf|kmod]
+#                            [--test "KEY = VALUE"]  (one more [test] line)
 #   (--gate kmod needs the smr_tcpr module loaded: bench/vm_stall.sh runs
 #   both gates in the VM, where it can be)
 #   (as root; --capture: bench/pktlog.py logs the client namespace's packets
@@ -62,11 +63,13 @@ CAPTURE=
 SUSPECT_MS=200
 HEARTBEAT_MS=20
 GATE=bpf
+TEST_EXTRA=
 while [[ $# -gt 0 ]]; do
   case $1 in
   --suspect) SUSPECT_MS=$2; shift 2 ;;
   --heartbeat) HEARTBEAT_MS=$2; shift 2 ;;
   --gate) GATE=$2; shift 2 ;;
+  --test) TEST_EXTRA=$2; shift 2 ;;
   --kills) KILLS=$2; shift 2 ;;
   --conns) CONNS=$2; shift 2 ;;
   --cases) CASES=$2; shift 2 ;;
@@ -135,7 +138,8 @@ gate = $GATE
 [service]
 port = 6379
 EOF
-    [[ -z $extra ]] || printf '[test]\n%s\n' "$extra" >>"$WORK/n$i.ini"
+    [[ -n $extra || -n $TEST_EXTRA ]] &&
+      printf '[test]\n%s\n%s\n' "$extra" "$TEST_EXTRA" >>"$WORK/n$i.ini"
   done
 }
 

@@ -5,9 +5,12 @@
 # cannot load modules).
 #
 # In one boot: insmod smr_tcpr.ko, then bench/tcpr_stall.sh with --gate bpf
-# and with --gate kmod, the same cases and kills, then rmmod.  Results:
-# bench/results/tcpr_stall_vm_bpf.json and tcpr_stall_vm_kmod.json (the
-# results directory is shared writable with the VM), and a table of both.
+# and with --gate kmod, the same cases and kills, then rmmod.  With case b,
+# also kmod with [test] takeover_acks = 3: the new primary sends three
+# duplicate ACKs at the restored point on every idle restored connection,
+# the experiment of whether that makes a client resend a lost request before
+# its RTO.  Results: bench/results/tcpr_stall_vm_{bpf,kmod,kmod_dupacks}.json
+# (the results directory is shared writable with the VM), and their tables.
 #
 # The VM emulates its CPUs (TCG, no KVM here): everything is several times
 # slower than on the host, so the failure detector runs with heartbeat 40 ms
@@ -24,12 +27,17 @@ if [[ ${1:-} == --in-vm ]]; then
   shift
   BUILD=$1 KILLS=$2 CASES=$3
   insmod "$BUILD/kernel-module/kbuild/smr_tcpr.ko"
-  for gate in bpf kmod; do
-    "$SRC/bench/tcpr_stall.sh" "$BUILD" --gate $gate --kills "$KILLS" \
-      --cases "$CASES" --heartbeat 40 --suspect 400 \
-      --out "$SRC/bench/results/tcpr_stall_vm_$gate.json" >/tmp/stall-$gate.log 2>&1 ||
-      { echo "tcpr_stall.sh --gate $gate failed:"; tail -30 /tmp/stall-$gate.log; exit 1; }
-    grep -A12 '^TCP-R failover stall' /tmp/stall-$gate.log
+  # name gate [test] line
+  for run in "bpf bpf" "kmod kmod" "kmod_dupacks kmod takeover_acks = 3"; do
+    read -r name gate test <<<"$run"
+    [[ $name != kmod_dupacks || " $CASES " == *" b "* ]] || continue
+    "$SRC/bench/tcpr_stall.sh" "$BUILD" --gate "$gate" --kills "$KILLS" \
+      --cases "$([[ $name == kmod_dupacks ]] && echo b || echo "$CASES")" \
+      --heartbeat 40 --suspect 400 ${test:+--test "$test"} \
+      --out "$SRC/bench/results/tcpr_stall_vm_$name.json" >/tmp/stall-$name.log 2>&1 ||
+      { echo "tcpr_stall.sh --gate $gate failed:"; tail -30 /tmp/stall-$name.log; exit 1; }
+    echo "== $name${test:+ ($test)}"
+    grep -A12 '^TCP-R failover stall' /tmp/stall-$name.log
   done
   rmmod smr_tcpr
   exit 0
@@ -55,4 +63,4 @@ BUILD=$(cd "$BUILD" && pwd)
 T0=$SECONDS
 "$SRC/tests/vm/run-vm" --timeout 3000 --share "$SRC/bench/results" -- \
   "$SRC/bench/vm_stall.sh" --in-vm "$BUILD" "$KILLS" "$CASES"
-echo "results: $SRC/bench/results/tcpr_stall_vm_{bpf,kmod}.json (whole run $((SECONDS - T0)) s)"
+echo "results: $SRC/bench/results/tcpr_stall_vm_*.json (whole run $((SECONDS - T0)) s)"

@@ -47,6 +47,47 @@
 
 static unsigned int smr_tcpr_net_id __read_mostly;
 
+atomic_long_t smr_tcpr_live = ATOMIC_LONG_INIT(0);
+
+static int smr_tcpr_live_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&smr_tcpr_live));
+}
+
+static const struct kernel_param_ops smr_tcpr_live_ops = {
+	.get = smr_tcpr_live_get,
+};
+module_param_cb(live_objects, &smr_tcpr_live_ops, NULL, 0444);
+MODULE_PARM_DESC(live_objects,
+		 "objects allocated and not yet freed (the leak check)");
+
+void *smr_tcpr_alloc(size_t size, gfp_t gfp)
+{
+	void *p = kzalloc(size, gfp);
+
+	if (p)
+		atomic_long_inc(&smr_tcpr_live);
+	return p;
+}
+
+void smr_tcpr_free(void *p)
+{
+	if (!p)
+		return;
+	kfree(p);
+	atomic_long_dec(&smr_tcpr_live);
+}
+
+void smr_tcpr_conn_free_rcu(struct rcu_head *head)
+{
+	smr_tcpr_free(container_of(head, struct smr_tcpr_conn, rcu));
+}
+
+void smr_tcpr_cfg_free_rcu(struct rcu_head *head)
+{
+	smr_tcpr_free(container_of(head, struct smr_tcpr_cfg, rcu));
+}
+
 struct smr_tcpr_net *smr_tcpr_pernet(struct net *net)
 {
 	return net_generic(net, smr_tcpr_net_id);
@@ -107,7 +148,7 @@ static void __net_exit smr_tcpr_net_exit(struct net *net)
 	cfg = rcu_dereference_protected(tn->cfg, true);
 	RCU_INIT_POINTER(tn->cfg, NULL);
 	if (cfg)
-		kfree_rcu(cfg, rcu);
+		call_rcu(&cfg->rcu, smr_tcpr_cfg_free_rcu);
 	smr_tcpr_table_destroy(tn);
 	free_percpu(tn->stats);
 }
@@ -140,7 +181,9 @@ static void __exit smr_tcpr_exit(void)
 	/* Netlink first: no command can reach a namespace being torn down. */
 	smr_tcpr_genl_unregister();
 	unregister_pernet_subsys(&smr_tcpr_net_ops);
-	rcu_barrier(); /* every kfree_rcu of ours has run */
+	rcu_barrier(); /* every call_rcu of ours has run */
+	WARN(atomic_long_read(&smr_tcpr_live) != 0,
+	     "smr_tcpr: %ld objects leaked\n", atomic_long_read(&smr_tcpr_live));
 	pr_info("smr_tcpr: unloaded\n");
 }
 

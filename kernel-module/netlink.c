@@ -67,7 +67,7 @@ static void smr_tcpr_cfg_replace(struct smr_tcpr_net *tn,
 
 	old = rcu_replace_pointer(tn->cfg, ncfg, smr_tcpr_genl_held());
 	if (old)
-		kfree_rcu(old, rcu);
+		call_rcu(&old->rcu, smr_tcpr_cfg_free_rcu);
 }
 
 static int smr_tcpr_cmd_config(struct sk_buff *skb, struct genl_info *info)
@@ -95,7 +95,7 @@ static int smr_tcpr_cmd_config(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "VIP and port must not be zero");
 		return -EINVAL;
 	}
-	cfg = kzalloc(sizeof(*cfg), GFP_KERNEL);
+	cfg = smr_tcpr_alloc(sizeof(*cfg), GFP_KERNEL);
 	if (!cfg)
 		return -ENOMEM;
 	cfg->vip = nla_get_in_addr(info->attrs[SMR_TCPR_A_VIP]);
@@ -130,9 +130,12 @@ static int smr_tcpr_cmd_fence(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "the gate is not configured");
 		return -ENOENT;
 	}
-	ncfg = kmemdup(cur, sizeof(*cur), GFP_KERNEL);
+	ncfg = smr_tcpr_alloc(sizeof(*ncfg), GFP_KERNEL);
 	if (!ncfg)
 		return -ENOMEM;
+	ncfg->vip = cur->vip;
+	ncfg->port = cur->port;
+	ncfg->ifindex = cur->ifindex;
 	ncfg->fenced = nla_get_u8(info->attrs[SMR_TCPR_A_FENCED]);
 	smr_tcpr_cfg_replace(tn, ncfg);
 	return 0;

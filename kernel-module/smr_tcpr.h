@@ -72,6 +72,16 @@ struct smr_tcpr_net {
 
 struct smr_tcpr_net *smr_tcpr_pernet(struct net *net);
 
+/* Every object the module allocates (connections, configurations) goes
+ * through these, so that live_objects (a read-only module parameter) can
+ * tell a leak: after every namespace that used the gate is gone it must
+ * read 0, and unloading warns if it does not. */
+extern atomic_long_t smr_tcpr_live;
+void *smr_tcpr_alloc(size_t size, gfp_t gfp);
+void smr_tcpr_free(void *p);
+void smr_tcpr_conn_free_rcu(struct rcu_head *head);
+void smr_tcpr_cfg_free_rcu(struct rcu_head *head);
+
 #define SMR_TCPR_STAT_INC(tn, field) this_cpu_inc((tn)->stats->field)
 void smr_tcpr_stats_sum(struct smr_tcpr_net *tn, struct smr_tcpr_stats *out);
 

@@ -32,7 +32,7 @@ int smr_tcpr_table_init(struct smr_tcpr_net *tn)
 
 static void smr_tcpr_conn_free(void *ptr, void *arg)
 {
-	kfree(ptr);
+	smr_tcpr_free(ptr);
 }
 
 /* Only with no reader left (namespace exit, after the hooks went). */
@@ -109,7 +109,7 @@ int smr_tcpr_conn_set(struct smr_tcpr_net *tn, __be32 addr, __be16 port,
 		atomic_dec(&tn->nconns);
 		return -ENOSPC;
 	}
-	c = kzalloc(sizeof(*c), gfp);
+	c = smr_tcpr_alloc(sizeof(*c), gfp);
 	if (!c) {
 		atomic_dec(&tn->nconns);
 		return -ENOMEM;
@@ -120,7 +120,7 @@ int smr_tcpr_conn_set(struct smr_tcpr_net *tn, __be32 addr, __be16 port,
 						smr_tcpr_rht_params);
 	if (old) {
 		/* Lost a race with another creator: update theirs. */
-		kfree(c);
+		smr_tcpr_free(c);
 		atomic_dec(&tn->nconns);
 		if (IS_ERR(old))
 			return PTR_ERR(old);
@@ -147,7 +147,7 @@ int smr_tcpr_conn_forget(struct smr_tcpr_net *tn, __be32 addr, __be16 port)
 	if (err)
 		return err; /* someone else removed it */
 	atomic_dec(&tn->nconns);
-	kfree_rcu(c, rcu);
+	call_rcu(&c->rcu, smr_tcpr_conn_free_rcu);
 	return 0;
 }
 
@@ -165,7 +165,7 @@ void smr_tcpr_table_clear(struct smr_tcpr_net *tn)
 		if (rhashtable_remove_fast(&tn->conns, &c->node,
 					   smr_tcpr_rht_params) == 0) {
 			atomic_dec(&tn->nconns);
-			kfree_rcu(c, rcu);
+			call_rcu(&c->rcu, smr_tcpr_conn_free_rcu);
 		}
 	}
 	rhashtable_walk_stop(&it);

@@ -16,8 +16,9 @@
 #      reply) -- tcpr_gate_probe's kmod-only step;
 #   4. the TCP-R scenarios 1, 3 and 5 (tests/netns/test_tcpr.sh) with
 #      gate = kmod;
-#   5. rmmod: the module unloads (no user left), the kernel log has no
-#      warning, oops or leak report from it.
+#   5. no object of the module is left once the test namespaces are gone
+#      (live_objects, its allocation count); rmmod: it unloads (no user
+#      left), the kernel log has no warning, oops or leak report.
 #
 # Prints one PASS/FAIL line per step and exits non-zero if any failed.
 #
@@ -80,6 +81,19 @@ fi
 grep -E '^(PASS|FAIL)' /tmp/kmod-tcpr.log | sed 's/^/  /'
 
 # ---- 5. unload ----------------------------------------------------------------
+# Every namespace that used the gate is gone (the tests removed them; the
+# kernel tears them down in the background): nothing of ours may be left.
+live=?
+for ((i = 0; i < 100; i++)); do
+  live=$(cat /sys/module/smr_tcpr/parameters/live_objects 2>/dev/null || echo "?")
+  [[ $live == 0 ]] && break
+  sleep 0.1
+done
+if [[ $live == 0 ]]; then
+  pass "no object left after the namespaces went (live_objects 0)"
+else
+  fail "live_objects is $live after the test namespaces went: a leak"
+fi
 refs=$(cat /sys/module/smr_tcpr/refcnt 2>/dev/null || echo "?")
 if rmmod smr_tcpr; then
   if [[ -d /sys/module/smr_tcpr ]]; then
