@@ -61,6 +61,8 @@ BUILD=$(cd "$BUILD" && pwd)
 [[ -f $BUILD/kernel-module/kbuild/smr_tcpr.ko ]] ||
   { echo "no smr_tcpr.ko under $BUILD (kernel headers missing?)" >&2; exit 1; }
 T0=$SECONDS
-"$SRC/tests/vm/run-vm" --timeout 3000 --share "$SRC/bench/results" -- \
+source "$SRC/tests/vm/lib.sh"
+mapfile -t vis < <(vm_share_args "$SRC" "$BUILD" "$PWD")
+"$SRC/tests/vm/run-vm" --timeout 3000 --share "$SRC/bench/results" "${vis[@]}" -- \
   "$SRC/bench/vm_stall.sh" --in-vm "$BUILD" "$KILLS" "$CASES"
 echo "results: $SRC/bench/results/tcpr_stall_vm_*.json (whole run $((SECONDS - T0)) s)"

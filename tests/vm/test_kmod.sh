@@ -20,5 +20,9 @@ if [[ ! -f $BUILD/kernel-module/kbuild/smr_tcpr.ko ]]; then
   echo "SKIP: smr_tcpr.ko is not built (no kernel headers: apt-get install linux-headers-amd64)"
   exit 77
 fi
-exec "$SRC/tests/vm/run-vm" --timeout 1500 -- \
+# A checkout under /tmp (as CI makes) is not visible in the guest unless
+# shared.
+source "$SRC/tests/vm/lib.sh"
+mapfile -t vis < <(vm_share_args "$SRC" "$BUILD" "$PWD")
+exec "$SRC/tests/vm/run-vm" --timeout 1500 "${vis[@]}" -- \
   "$SRC/tests/vm/guest_kmod.sh" "$BUILD" "${2:-1 3 5}"
