@@ -1,0 +1,136 @@
+/* rdma_ring.c -- the RDMA byte ring's bookkeeping (see rdma_ring.h for the
+ * layout, the credit and what a reader refuses).
+ *
+ * Positions are uint64_t byte counts that never wrap in practice (2^64
+ * bytes); offsets are positions modulo the capacity, a power of two.
+ * Every record starts at a multiple of 8, so a WRAP header (8 bytes)
+ * always fits in what is left of a lap. */
+#include <errno.h>
+#include <string.h>
+
+#include "rdma_ring.h"
+
+static int pow2(uint32_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static int limits_ok(uint32_t cap, uint32_t max_len) {
+  return pow2(cap) && cap >= SMR_RING_MIN_CAP && max_len > 0 &&
+         max_len <= cap / 2 - 16;
+}
+
+void smr_ring_put_header(uint8_t *dst, uint32_t len, uint64_t pos) {
+  put32(dst, len);
+  put32(dst + 4, (uint32_t)(pos >> 3));
+}
+
+/* ------------------------------------------------------------------------
+ * Writer
+ * --------------------------------------------------------------------- */
+
+int smr_ring_tx_init(struct smr_ring_tx *t, uint32_t cap, uint32_t max_len) {
+  if (!limits_ok(cap, max_len)) return -EINVAL;
+  memset(t, 0, sizeof(*t));
+  t->cap = cap;
+  t->max_len = max_len;
+  return 0;
+}
+
+uint64_t smr_ring_tx_room(const struct smr_ring_tx *t) {
+  return t->cap - (t->tail - t->head);
+}
+
+int smr_ring_tx_place(struct smr_ring_tx *t, uint32_t len,
+                      struct smr_ring_place *pl) {
+  if (len > t->max_len) return -EMSGSIZE;
+  uint64_t size = smr_ring_record_size(len);
+  uint32_t off = (uint32_t)(t->tail & (t->cap - 1));
+  uint32_t to_end = t->cap - off;
+  uint64_t need = size;
+  memset(pl, 0, sizeof(*pl));
+  if (size > to_end) {
+    /* The rest of the lap goes to a WRAP record (to_end >= 8: offsets are
+     * multiples of 8). */
+    pl->wrap_off = off;
+    pl->wrap_len = to_end;
+    need += to_end;
+    off = 0;
+  }
+  if (need > smr_ring_tx_room(t)) return -EAGAIN;
+  pl->off = off;
+  pl->pos = t->tail + pl->wrap_len;
+  t->tail += need;
+  pl->new_tail = t->tail;
+  return 0;
+}
+
+int smr_ring_tx_credit(struct smr_ring_tx *t, uint64_t head) {
+  if (head < t->head || head > t->tail || (head & 7) != 0) return -EPROTO;
+  t->head = head;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Reader
+ * --------------------------------------------------------------------- */
+
+int smr_ring_rx_init(struct smr_ring_rx *r, uint32_t cap, uint32_t max_len) {
+  if (!limits_ok(cap, max_len)) return -EINVAL;
+  memset(r, 0, sizeof(*r));
+  r->cap = cap;
+  r->max_len = max_len;
+  return 0;
+}
+
+int smr_ring_rx_announce(struct smr_ring_rx *r, uint32_t tail_lo) {
+  /* The full tail: the current one plus how far its low bits moved. */
+  uint64_t tail = r->tail + (uint32_t)(tail_lo - (uint32_t)r->tail);
+  if ((tail & 7) != 0 || tail - r->head > r->cap) return -EPROTO;
+  r->tail = tail;
+  return 0;
+}
+
+int smr_ring_rx_next(struct smr_ring_rx *r, const uint8_t *base,
+                     const uint8_t **payload, uint32_t *len) {
+  for (;;) {
+    if (r->head == r->tail) return 0;
+    uint64_t avail = r->tail - r->head;
+    uint32_t off = (uint32_t)(r->head & (r->cap - 1));
+    uint32_t to_end = r->cap - off;
+    if (avail < SMR_RING_HDR) return -EPROTO; /* a torn record announced */
+    uint32_t n = get32(base + off);
+    if (get32(base + off + 4) != (uint32_t)(r->head >> 3)) return -EPROTO;
+    if (n == SMR_RING_WRAP) {
+      if (avail < to_end) return -EPROTO; /* the lap's end not announced */
+      r->head += to_end;
+      continue;
+    }
+    if (n > r->max_len) return -EPROTO;
+    uint64_t size = smr_ring_record_size(n);
+    if (size > to_end || size > avail) return -EPROTO;
+    *payload = base + off + SMR_RING_HDR;
+    *len = n;
+    r->head += size;
+    return 1;
+  }
+}
+
+int smr_ring_rx_should_publish(const struct smr_ring_rx *r) {
+  /* A quarter of the ring, or everything announced was read: a writer
+   * waiting for room must not wait on a reader that has nothing left to
+   * read (a large record after a WRAP can need almost the whole ring). */
+  return r->head - r->published >= r->cap / 4 ||
+         (r->head == r->tail && r->head != r->published);
+}
+
+void smr_ring_rx_published(struct smr_ring_rx *r) { r->published = r->head; }
