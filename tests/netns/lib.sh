@@ -163,6 +163,8 @@ netns_log_tails() {
   local i
   for ((i = 1; i <= $2; i++)); do
     echo "--- n$i log (tail)" >&2
-    tail -"$3" "$1/log$i" 2>/dev/null >&2 || true
+    # (stdout to stderr first, then tail's own errors away: the other order
+    # sent the tail itself to /dev/null.)
+    tail -n "$3" "$1/log$i" >&2 2>/dev/null || true
   done
 }

@@ -59,7 +59,12 @@ source "$SRC/tests/netns/lib.sh"
 WORK=$(mktemp -d /tmp/smr-tcpr-XXXXXX)
 failures=0
 cleanup() {
-  local rc=$?
+  local rc=$? p
+  # Load processes of a scenario that did not finish (a feeder blocked on a
+  # full pipe would otherwise outlive the test and hold ctest's output).
+  for p in ${CLIFEED_PID:-} ${CLI_PID:-} ${BENCH_PID:-} ${HIST_PID:-}; do
+    kill -KILL "$p" 2>/dev/null || true
+  done
   if [[ $rc -ne 0 || $failures -ne 0 ]]; then
     netns_log_tails "$WORK" 3 25
   fi
@@ -150,15 +155,40 @@ load_start() {
 # load_stop NAME WHAT: stops the load after the fault and checks that no
 # client saw an error and the history is linearizable with every
 # acknowledged write present exactly once.
+# wait_bounded PID SECS: 0 if PID (our child) exits within SECS; else it
+# is killed and 1.
+wait_bounded() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  wait "$pid" 2>/dev/null || true
+  return 0
+}
+
 load_stop() {
   local name=$1 what=$2 ok=1
   touch "$WORK/$name.stop"
-  wait "$CLIFEED_PID" 2>/dev/null || true
-  wait "$CLI_PID" 2>/dev/null || true
+  # The feeder stops at the stop file, unless redis-cli stopped reading
+  # from it (a reply that never came: the pipe filled and the feeder
+  # blocks); redis-cli ends at the feeder's EOF once its last reply is in.
+  # Bounded either way: a stuck session is a failure, not a hung test.
+  if ! wait_bounded "$CLIFEED_PID" 10 || ! wait_bounded "$CLI_PID" 20; then
+    ok=0
+    fail "$what: the redis-cli session stopped getting replies (last: $(tail -1 "$WORK/$name.cli.out"))"
+  fi
+  CLIFEED_PID= CLI_PID= # (cleanup must not kill a recycled pid)
   kill -INT "$BENCH_PID" 2>/dev/null || true
   wait "$BENCH_PID" 2>/dev/null || true
+  BENCH_PID=
   local hist_rc=0
   wait "$HIST_PID" || hist_rc=$?
+  HIST_PID=
   if [[ $hist_rc -ne 0 ]]; then
     ok=0
     fail "$what: the Python clients saw errors or reconnects: $(cat "$WORK/$name.summary") $(tail -3 "$WORK/$name.err")"

@@ -1,0 +1,545 @@
+/* rdma_link.c -- one RC link between two members over verbs (see
+ * rdma_link.h for the design; rdma_ring.c keeps the ring's books).
+ *
+ * Verbs objects per link: its own rdma_cm id and event channel (a passive
+ * side's id is migrated off the listener's channel), a protection domain,
+ * one completion queue with a completion channel for both directions, an
+ * RC queue pair, and two registered buffers of ring_cap bytes: the ring
+ * the peer writes into (remote write) and the mirror of the peer's ring
+ * that records are staged in before they are written (local only).
+ *
+ * Every send work request is signaled; a completion error of any kind
+ * kills the link.  Receives are zero-length: they only catch immediates. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include "rdma_link.h"
+#include "rdma_ring.h"
+
+#define HELLO_MAGIC 0x52524d53u /* "SMRR" */
+#define HELLO_VERSION 1u
+#define HELLO_LEN 24
+#define SEND_DEPTH 256
+#define RECV_DEPTH 256
+#define IMM_CREDIT 1u
+
+struct smr_rdma_link {
+  struct rdma_event_channel *ec;
+  struct rdma_cm_id *id;
+  struct ibv_pd *pd;
+  struct ibv_comp_channel *cc;
+  struct ibv_cq *cq;
+  struct ibv_mr *ring_mr, *mirror_mr;
+  uint8_t *ring, *mirror;
+  uint64_t peer_addr;
+  uint32_t peer_rkey;
+  struct smr_ring_tx tx;
+  struct smr_ring_rx rx;
+  unsigned sends_out; /* posted, not yet completed */
+  int dead;
+  int qp_made;
+};
+
+struct smr_rdma_listener {
+  struct rdma_event_channel *ec;
+  struct rdma_cm_id *id;
+};
+
+/* ---- hello ---- */
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void hello_encode(const struct smr_rdma_link *k, uint8_t *h) {
+  memset(h, 0, HELLO_LEN);
+  put32(h, HELLO_MAGIC);
+  put32(h + 4, HELLO_VERSION);
+  put64(h + 8, (uint64_t)(uintptr_t)k->ring);
+  put32(h + 16, k->ring_mr->rkey);
+  put32(h + 20, k->rx.cap);
+}
+
+/* The peer's hello: its ring must have our capacity (both sides are
+ * configured alike). */
+static int hello_decode(struct smr_rdma_link *k, const void *data,
+                        size_t len, char *err, size_t errlen) {
+  const uint8_t *h = data;
+  if (h == NULL || len < HELLO_LEN || get32(h) != HELLO_MAGIC) {
+    snprintf(err, errlen, "rdma: the peer's connection data is not an smr hello");
+    return -EPROTO;
+  }
+  if (get32(h + 4) != HELLO_VERSION) {
+    snprintf(err, errlen, "rdma: the peer speaks version %u, we %u",
+             get32(h + 4), HELLO_VERSION);
+    return -EPROTO;
+  }
+  if (get32(h + 20) != k->tx.cap) {
+    snprintf(err, errlen, "rdma: the peer's ring is %u bytes, ours %u",
+             get32(h + 20), k->tx.cap);
+    return -EPROTO;
+  }
+  k->peer_addr = get64(h + 8);
+  k->peer_rkey = get32(h + 16);
+  return 0;
+}
+
+/* ---- connection manager events ---- */
+
+/* The next event on ec, within timeout_ms: it must be `want`; its private
+ * data (if any) is copied to pd[0..*pdlen).  The event is acknowledged.
+ * For a passive side's CONNECT_REQUEST, *newid gets the new id. */
+static int wait_event(struct rdma_event_channel *ec, enum rdma_cm_event_type want,
+                      int timeout_ms, uint8_t *pd, size_t *pdlen,
+                      struct rdma_cm_id **newid, char *err, size_t errlen) {
+  struct pollfd p = {.fd = ec->fd, .events = POLLIN};
+  int n = poll(&p, 1, timeout_ms);
+  if (n == 0) {
+    snprintf(err, errlen, "rdma: no %s within %d ms", rdma_event_str(want),
+             timeout_ms);
+    return -ETIMEDOUT;
+  }
+  if (n < 0) {
+    int e = errno;
+    snprintf(err, errlen, "rdma: poll: %s", strerror(e));
+    return -e;
+  }
+  struct rdma_cm_event *ev;
+  if (rdma_get_cm_event(ec, &ev) != 0) {
+    int e = errno;
+    snprintf(err, errlen, "rdma: rdma_get_cm_event: %s", strerror(e));
+    return -e;
+  }
+  int rc = 0;
+  if (ev->event != want) {
+    snprintf(err, errlen, "rdma: %s instead of %s (status %d)",
+             rdma_event_str(ev->event), rdma_event_str(want), ev->status);
+    rc = ev->event == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED
+         : ev->event == RDMA_CM_EVENT_UNREACHABLE ? -EHOSTUNREACH
+                                                  : -EPROTO;
+  } else {
+    if (pd != NULL && pdlen != NULL) {
+      size_t l = ev->param.conn.private_data_len;
+      if (l > *pdlen) l = *pdlen;
+      if (ev->param.conn.private_data != NULL) memcpy(pd, ev->param.conn.private_data, l);
+      *pdlen = ev->param.conn.private_data != NULL ? l : 0;
+    }
+    if (newid != NULL) *newid = ev->id;
+  }
+  rdma_ack_cm_event(ev);
+  return rc;
+}
+
+/* ---- verbs objects ---- */
+
+static int post_recv(struct smr_rdma_link *k) {
+  struct ibv_recv_wr wr, *bad;
+  memset(&wr, 0, sizeof(wr));
+  wr.wr_id = 0;
+  wr.num_sge = 0; /* immediates only */
+  return ibv_post_recv(k->id->qp, &wr, &bad) != 0 ? -errno : 0;
+}
+
+static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
+                   char *err, size_t errlen) {
+  struct ibv_context *ctx = k->id->verbs;
+  int e;
+  if (smr_ring_tx_init(&k->tx, o->ring_cap, o->max_len) < 0 ||
+      smr_ring_rx_init(&k->rx, o->ring_cap, o->max_len) < 0) {
+    snprintf(err, errlen, "rdma: ring of %u bytes cannot take records of %u",
+             o->ring_cap, o->max_len);
+    return -EINVAL;
+  }
+  k->pd = ibv_alloc_pd(ctx);
+  k->cc = k->pd ? ibv_create_comp_channel(ctx) : NULL;
+  k->cq = k->cc ? ibv_create_cq(ctx, SEND_DEPTH + RECV_DEPTH, k, k->cc, 0)
+                : NULL;
+  if (k->cq == NULL) {
+    e = errno ? errno : ENOMEM;
+    snprintf(err, errlen, "rdma: cannot make a protection domain and a "
+             "completion queue on %s: %s", ibv_get_device_name(ctx->device),
+             strerror(e));
+    return -e;
+  }
+  if (posix_memalign((void **)&k->ring, 4096, o->ring_cap) != 0 ||
+      posix_memalign((void **)&k->mirror, 4096, o->ring_cap) != 0) {
+    snprintf(err, errlen, "rdma: out of memory");
+    return -ENOMEM;
+  }
+  memset(k->ring, 0, o->ring_cap);
+  memset(k->mirror, 0, o->ring_cap);
+  k->ring_mr = ibv_reg_mr(k->pd, k->ring, o->ring_cap,
+                          IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+  k->mirror_mr = k->ring_mr ? ibv_reg_mr(k->pd, k->mirror, o->ring_cap,
+                                         IBV_ACCESS_LOCAL_WRITE)
+                            : NULL;
+  if (k->mirror_mr == NULL) {
+    e = errno ? errno : ENOMEM;
+    snprintf(err, errlen, "rdma: cannot register %u bytes: %s", o->ring_cap,
+             strerror(e));
+    return -e;
+  }
+  struct ibv_qp_init_attr qa;
+  memset(&qa, 0, sizeof(qa));
+  qa.send_cq = k->cq;
+  qa.recv_cq = k->cq;
+  qa.qp_type = IBV_QPT_RC;
+  qa.cap.max_send_wr = SEND_DEPTH;
+  qa.cap.max_recv_wr = RECV_DEPTH;
+  qa.cap.max_send_sge = 1;
+  qa.cap.max_recv_sge = 1;
+  if (rdma_create_qp(k->id, k->pd, &qa) != 0) {
+    e = errno;
+    snprintf(err, errlen, "rdma: cannot make the queue pair: %s", strerror(e));
+    return -e;
+  }
+  k->qp_made = 1;
+  for (int i = 0; i < RECV_DEPTH; i++)
+    if ((e = post_recv(k)) < 0) {
+      snprintf(err, errlen, "rdma: cannot post receives: %s", strerror(-e));
+      return e;
+    }
+  if (ibv_req_notify_cq(k->cq, 0) != 0) {
+    e = errno;
+    snprintf(err, errlen, "rdma: cannot arm the completion queue: %s",
+             strerror(e));
+    return -e;
+  }
+  return 0;
+}
+
+static void conn_param(struct rdma_conn_param *p, const uint8_t *hello) {
+  memset(p, 0, sizeof(*p));
+  p->private_data = hello;
+  p->private_data_len = HELLO_LEN;
+  p->retry_count = 7;
+  p->rnr_retry_count = 7; /* 7: retry forever while receives are short */
+}
+
+static int resolve(const char *host, const char *port, struct addrinfo **ai,
+                   char *err, size_t errlen) {
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  int g = getaddrinfo(host, port, &hints, ai);
+  if (g != 0) {
+    snprintf(err, errlen, "rdma: bad address %s:%s: %s", host, port,
+             gai_strerror(g));
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* ---- the API ---- */
+
+int smr_rdma_link_connect(const char *host, const char *port,
+                          const struct smr_rdma_link_opts *o,
+                          struct smr_rdma_link **out, char *err,
+                          size_t errlen) {
+  struct addrinfo *ai = NULL;
+  int rc = resolve(host, port, &ai, err, errlen);
+  if (rc < 0) return rc;
+  struct smr_rdma_link *k = calloc(1, sizeof(*k));
+  if (k == NULL) {
+    freeaddrinfo(ai);
+    return -ENOMEM;
+  }
+  uint8_t hello[HELLO_LEN], peer[64];
+  size_t plen = sizeof(peer);
+  struct rdma_conn_param cp;
+  k->ec = rdma_create_event_channel();
+  if (k->ec == NULL || rdma_create_id(k->ec, &k->id, k, RDMA_PS_TCP) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: no connection manager (is an RDMA device "
+             "configured? rdma_ucm loaded?): %s", strerror(-rc));
+    goto fail;
+  }
+  struct addrinfo *sai = NULL;
+  if (o->src != NULL && (rc = resolve(o->src, "0", &sai, err, errlen)) < 0)
+    goto fail;
+  rc = rdma_resolve_addr(k->id, sai != NULL ? sai->ai_addr : NULL,
+                         ai->ai_addr, o->timeout_ms);
+  int e = rc != 0 ? errno : 0;
+  if (sai != NULL) freeaddrinfo(sai);
+  if (rc != 0) {
+    rc = -e;
+    snprintf(err, errlen, "rdma: resolving %s: %s", host, strerror(-rc));
+    goto fail;
+  }
+  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ADDR_RESOLVED, o->timeout_ms,
+                       NULL, NULL, NULL, err, errlen)) < 0)
+    goto fail;
+  if (rdma_resolve_route(k->id, o->timeout_ms) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: route to %s: %s", host, strerror(-rc));
+    goto fail;
+  }
+  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ROUTE_RESOLVED, o->timeout_ms,
+                       NULL, NULL, NULL, err, errlen)) < 0)
+    goto fail;
+  if ((rc = make_qp(k, o, err, errlen)) < 0) goto fail;
+  hello_encode(k, hello);
+  conn_param(&cp, hello);
+  if (rdma_connect(k->id, &cp) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: connect to %s:%s: %s", host, port,
+             strerror(-rc));
+    goto fail;
+  }
+  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ESTABLISHED, o->timeout_ms, peer,
+                       &plen, NULL, err, errlen)) < 0)
+    goto fail;
+  if ((rc = hello_decode(k, peer, plen, err, errlen)) < 0) goto fail;
+  freeaddrinfo(ai);
+  *out = k;
+  return 0;
+fail:
+  freeaddrinfo(ai);
+  smr_rdma_link_close(k);
+  return rc;
+}
+
+int smr_rdma_listen(const char *host, const char *port,
+                    struct smr_rdma_listener **out, char *err,
+                    size_t errlen) {
+  struct addrinfo *ai = NULL;
+  int rc = resolve(host, port, &ai, err, errlen);
+  if (rc < 0) return rc;
+  struct smr_rdma_listener *l = calloc(1, sizeof(*l));
+  if (l == NULL) {
+    freeaddrinfo(ai);
+    return -ENOMEM;
+  }
+  l->ec = rdma_create_event_channel();
+  if (l->ec == NULL || rdma_create_id(l->ec, &l->id, l, RDMA_PS_TCP) != 0 ||
+      rdma_bind_addr(l->id, ai->ai_addr) != 0 || rdma_listen(l->id, 16) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: cannot listen on %s:%s: %s", host, port,
+             strerror(-rc));
+    freeaddrinfo(ai);
+    smr_rdma_listener_close(l);
+    return rc;
+  }
+  freeaddrinfo(ai);
+  *out = l;
+  return 0;
+}
+
+int smr_rdma_accept(struct smr_rdma_listener *l,
+                    const struct smr_rdma_link_opts *o,
+                    struct smr_rdma_link **out, char *err, size_t errlen) {
+  struct smr_rdma_link *k = calloc(1, sizeof(*k));
+  if (k == NULL) return -ENOMEM;
+  uint8_t hello[HELLO_LEN], peer[64];
+  size_t plen = sizeof(peer);
+  struct rdma_conn_param cp;
+  int rc = wait_event(l->ec, RDMA_CM_EVENT_CONNECT_REQUEST, o->timeout_ms,
+                      peer, &plen, &k->id, err, errlen);
+  if (rc < 0) {
+    free(k);
+    return rc;
+  }
+  /* The new id gets its own channel: the listener's serves the next. */
+  k->ec = rdma_create_event_channel();
+  if (k->ec == NULL || rdma_migrate_id(k->id, k->ec) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: cannot move the new connection to its own "
+             "channel: %s", strerror(-rc));
+    goto fail;
+  }
+  k->id->context = k;
+  if ((rc = make_qp(k, o, err, errlen)) < 0) goto fail;
+  if ((rc = hello_decode(k, peer, plen, err, errlen)) < 0) {
+    rdma_reject(k->id, NULL, 0);
+    goto fail;
+  }
+  hello_encode(k, hello);
+  conn_param(&cp, hello);
+  if (rdma_accept(k->id, &cp) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: accept: %s", strerror(-rc));
+    goto fail;
+  }
+  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ESTABLISHED, o->timeout_ms, NULL,
+                       NULL, NULL, err, errlen)) < 0)
+    goto fail;
+  *out = k;
+  return 0;
+fail:
+  smr_rdma_link_close(k);
+  return rc;
+}
+
+void smr_rdma_listener_close(struct smr_rdma_listener *l) {
+  if (l == NULL) return;
+  if (l->id != NULL) rdma_destroy_id(l->id);
+  if (l->ec != NULL) rdma_destroy_event_channel(l->ec);
+  free(l);
+}
+
+static int post_write(struct smr_rdma_link *k, uint32_t off, uint32_t len,
+                      int imm, uint32_t imm_data) {
+  struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)(k->mirror + off),
+                        .length = len,
+                        .lkey = k->mirror_mr->lkey};
+  struct ibv_send_wr wr, *bad;
+  memset(&wr, 0, sizeof(wr));
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.imm_data = htonl(imm_data);
+  wr.wr.rdma.remote_addr = k->peer_addr + off;
+  wr.wr.rdma.rkey = k->peer_rkey;
+  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) return -errno;
+  k->sends_out++;
+  return 0;
+}
+
+static int post_credit(struct smr_rdma_link *k) {
+  struct ibv_send_wr wr, *bad;
+  memset(&wr, 0, sizeof(wr));
+  wr.num_sge = 0;
+  wr.opcode = IBV_WR_SEND_WITH_IMM;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.imm_data = htonl((uint32_t)k->rx.head | IMM_CREDIT);
+  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) return -errno;
+  k->sends_out++;
+  return 0;
+}
+
+int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
+                       uint32_t len) {
+  if (k->dead) return -ECONNRESET;
+  /* Room in the send queue for a WRAP, the record and a credit. */
+  if (k->sends_out + 3 > SEND_DEPTH) return -EAGAIN;
+  struct smr_ring_place pl;
+  int rc = smr_ring_tx_place(&k->tx, len, &pl);
+  if (rc < 0) return rc;
+  if (pl.wrap_len > 0) {
+    smr_ring_put_header(k->mirror + pl.wrap_off, SMR_RING_WRAP,
+                        pl.pos - pl.wrap_len);
+    if ((rc = post_write(k, pl.wrap_off, SMR_RING_HDR, 0, 0)) < 0) goto dead;
+  }
+  smr_ring_put_header(k->mirror + pl.off, len, pl.pos);
+  memcpy(k->mirror + pl.off + SMR_RING_HDR, buf, len);
+  rc = post_write(k, pl.off, (uint32_t)smr_ring_record_size(len), 1,
+                  (uint32_t)pl.new_tail);
+  if (rc < 0) goto dead;
+  return 0;
+dead:
+  k->dead = 1;
+  return rc;
+}
+
+int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
+                       void *ctx) {
+  if (k->dead) return -ECONNRESET;
+  struct ibv_wc wc[32];
+  int delivered = 0;
+  for (;;) {
+    int n = ibv_poll_cq(k->cq, 32, wc);
+    if (n < 0) {
+      k->dead = 1;
+      return -ECONNRESET;
+    }
+    if (n == 0) break;
+    for (int i = 0; i < n; i++) {
+      if (wc[i].status != IBV_WC_SUCCESS) {
+        k->dead = 1;
+        return -ECONNRESET;
+      }
+      if (!(wc[i].opcode & IBV_WC_RECV)) { /* one of our sends */
+        if (k->sends_out > 0) k->sends_out--;
+        continue;
+      }
+      if (post_recv(k) < 0 || !(wc[i].wc_flags & IBV_WC_WITH_IMM)) {
+        k->dead = 1;
+        return wc[i].wc_flags & IBV_WC_WITH_IMM ? -ECONNRESET : -EPROTO;
+      }
+      uint32_t imm = ntohl(wc[i].imm_data);
+      if (imm & IMM_CREDIT) {
+        uint32_t lo = imm & ~IMM_CREDIT;
+        uint64_t head = k->tx.head + (uint32_t)(lo - (uint32_t)k->tx.head);
+        if (smr_ring_tx_credit(&k->tx, head) < 0) {
+          k->dead = 1;
+          return -EPROTO;
+        }
+        continue;
+      }
+      if (smr_ring_rx_announce(&k->rx, imm) < 0) {
+        k->dead = 1;
+        return -EPROTO;
+      }
+      const uint8_t *p;
+      uint32_t len;
+      int r;
+      while ((r = smr_ring_rx_next(&k->rx, k->ring, &p, &len)) == 1) {
+        cb(ctx, p, len);
+        delivered++;
+      }
+      if (r < 0) {
+        k->dead = 1;
+        return -EPROTO;
+      }
+      if (smr_ring_rx_should_publish(&k->rx)) {
+        if (post_credit(k) < 0) {
+          k->dead = 1;
+          return -ECONNRESET;
+        }
+        smr_ring_rx_published(&k->rx);
+      }
+    }
+  }
+  return delivered;
+}
+
+uint64_t smr_rdma_link_room(const struct smr_rdma_link *k) {
+  return smr_ring_tx_room(&k->tx);
+}
+
+const char *smr_rdma_link_device(const struct smr_rdma_link *k) {
+  return k->id != NULL && k->id->verbs != NULL
+             ? ibv_get_device_name(k->id->verbs->device)
+             : "?";
+}
+
+void smr_rdma_link_close(struct smr_rdma_link *k) {
+  if (k == NULL) return;
+  if (k->id != NULL && k->qp_made) {
+    rdma_disconnect(k->id);
+    rdma_destroy_qp(k->id);
+  }
+  if (k->mirror_mr != NULL) ibv_dereg_mr(k->mirror_mr);
+  if (k->ring_mr != NULL) ibv_dereg_mr(k->ring_mr);
+  if (k->cq != NULL) ibv_destroy_cq(k->cq);
+  if (k->cc != NULL) ibv_destroy_comp_channel(k->cc);
+  if (k->pd != NULL) ibv_dealloc_pd(k->pd);
+  if (k->id != NULL) rdma_destroy_id(k->id);
+  if (k->ec != NULL) rdma_destroy_event_channel(k->ec);
+  free(k->ring);
+  free(k->mirror);
+  free(k);
+}

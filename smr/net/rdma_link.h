@@ -1,0 +1,84 @@
+/* rdma_link.h -- one reliable-connected RDMA link between two members: a
+ * queue pair set up with librdmacm, a byte ring on each side that the
+ * other side fills with one-sided writes (rdma_ring.h), and credit sent
+ * back as it is consumed.  The building block of the RDMA transport: the
+ * transport (rdma.c, to come) adds membership, authentication and the
+ * event loop; this file knows only verbs.
+ *
+ * Design.
+ *   - Setup.  The active side resolves the address and route and connects;
+ *     the passive side listens and accepts.  Each side's connection
+ *     private data is a hello: magic, version, and where its ring is (the
+ *     virtual address, the rkey, the capacity).  Nothing else is exchanged
+ *     over RDMA: who the peer is and whether it may connect is the
+ *     transport's business, over its authenticated control channel.
+ *   - Sending a record: the ring bookkeeping (smr_ring_tx_place) says where;
+ *     the header and payload are staged in a registered mirror of the
+ *     peer's ring at the same offsets, then written with RDMA WRITE, the
+ *     last write WITH IMMEDIATE carrying the new tail's low 32 bits.  RC
+ *     places writes in order, so the immediate completes at the peer only
+ *     after the bytes are there.
+ *   - Receiving: each immediate consumes one posted zero-length receive;
+ *     the reader parses up to the announced tail (smr_ring_rx_next), hands
+ *     each record to the caller, and sends its new head back when the ring
+ *     bookkeeping says so, as a zero-length SEND WITH IMMEDIATE.
+ *   - Immediates tell the two apart by their low bit: ring positions are
+ *     multiples of 8, so a tail has it clear and a credit (head | 1) set.
+ *   - Completions are polled; link_fd() is the completion channel's fd
+ *     for an event loop, armed again after each poll that found nothing.
+ *
+ * Errors are negative errno values; a link that returned -EPROTO or
+ * -ECONNRESET is dead (the transport reports the peer lost). */
+#ifndef SMR_NET_RDMA_LINK_H
+#define SMR_NET_RDMA_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct smr_rdma_link;
+struct smr_rdma_listener;
+
+struct smr_rdma_link_opts {
+  uint32_t ring_cap;  /* bytes of each side's ring (a power of two) */
+  uint32_t max_len;   /* largest record payload */
+  int timeout_ms;     /* address and route resolution, connection */
+  const char *src;    /* active side: the local address to connect from
+                         (picks the device), or NULL for the route's */
+};
+
+/* Active side: connects to host:port (numeric IPv4 or IPv6). */
+int smr_rdma_link_connect(const char *host, const char *port,
+                          const struct smr_rdma_link_opts *o,
+                          struct smr_rdma_link **out, char *err,
+                          size_t errlen);
+
+/* Passive side: listens on host:port, then accepts one link at a time. */
+int smr_rdma_listen(const char *host, const char *port,
+                    struct smr_rdma_listener **out, char *err, size_t errlen);
+int smr_rdma_accept(struct smr_rdma_listener *l,
+                    const struct smr_rdma_link_opts *o,
+                    struct smr_rdma_link **out, char *err, size_t errlen);
+void smr_rdma_listener_close(struct smr_rdma_listener *l);
+
+/* Queues one record: 0, -EAGAIN (no credit: poll and retry), -EMSGSIZE,
+ * or -errno of a failed post (the link is dead). */
+int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
+                       uint32_t len);
+
+/* Polls the completion queue and delivers each record that arrived to
+ * on_record (the bytes are valid during the call only).  Returns the
+ * number of records delivered, or -EPROTO / -ECONNRESET. */
+typedef void (*smr_rdma_on_record)(void *ctx, const uint8_t *rec,
+                                   uint32_t len);
+int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
+                       void *ctx);
+
+/* Bytes the peer's ring has free for our records now. */
+uint64_t smr_rdma_link_room(const struct smr_rdma_link *k);
+
+/* The device the link runs on (e.g. "rxe0"). */
+const char *smr_rdma_link_device(const struct smr_rdma_link *k);
+
+void smr_rdma_link_close(struct smr_rdma_link *k);
+
+#endif
