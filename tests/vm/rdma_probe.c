@@ -133,7 +133,9 @@ int main(int argc, char **argv) {
       die("listen", err);
     printf("listening\n");
     fflush(stdout);
+    o.timeout_ms = 30000; /* the client may retry its resolution */
     if (smr_rdma_accept(l, &o, &k, err, sizeof(err)) < 0) die("accept", err);
+    o.timeout_ms = 10000;
     POLL_UNTIL(k, on_bulk, &r, r.got >= n || r.bad);
     if (r.bad) die("bulk", "a record arrived wrong");
     char msg[64];
@@ -155,14 +157,22 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "client") != 0) return 2;
+  /* Retried for 20 s: the server may still be starting (refused), and on
+   * freshly made soft-RoCE devices the first address resolution can time
+   * out (its ARP went out before the new links passed traffic; the next
+   * one resolves).  A transport reconnects the same way. */
   double t0 = now_s();
   int rc;
+  o.timeout_ms = 2000;
   while ((rc = smr_rdma_link_connect(argv[2], argv[3], &o, &k, err,
-                                     sizeof(err))) == -ECONNREFUSED &&
-         now_s() - t0 < 10) {
-    struct timespec ts = {0, 50 * 1000 * 1000}; /* the server is starting */
+                                     sizeof(err))) < 0 &&
+         (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH) &&
+         now_s() - t0 < 20) {
+    fprintf(stderr, "rdma_probe: connect: %s (retrying)\n", err);
+    struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
+  o.timeout_ms = 10000;
   if (rc < 0) die("connect", err);
   printf("client: link up on %s\n", smr_rdma_link_device(k));
   uint64_t bytes = 0, sum = 0;
