@@ -8,8 +8,12 @@
  * the peer writes into (remote write) and the mirror of the peer's ring
  * that records are staged in before they are written (local only).
  *
- * Every send work request is signaled; a completion error of any kind
- * kills the link.  Receives are zero-length: they only catch immediates. */
+ * One send work request in SIGNAL_EVERY is signaled, and its wr_id says
+ * how many it retires (an RC send queue completes in order), so the
+ * completion queue sees a fraction of the sends; the send queue (256)
+ * always holds a signaled one among its last SIGNAL_EVERY, so waiting for
+ * room always ends.  A completion error of any kind kills the link.
+ * Receives are zero-length: they only catch immediates. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -31,6 +35,7 @@
 #define SEND_DEPTH 256
 #define RECV_DEPTH 256
 #define IMM_CREDIT 1u
+#define SIGNAL_EVERY 32
 
 struct smr_rdma_link {
   struct rdma_event_channel *ec;
@@ -44,7 +49,8 @@ struct smr_rdma_link {
   uint32_t peer_rkey;
   struct smr_ring_tx tx;
   struct smr_ring_rx rx;
-  unsigned sends_out; /* posted, not yet completed */
+  unsigned sends_out;   /* posted, not yet known complete */
+  unsigned unsignaled;  /* posted since the last signaled one */
   int dead;
   int qp_made;
 };
@@ -399,35 +405,46 @@ void smr_rdma_listener_close(struct smr_rdma_listener *l) {
   free(l);
 }
 
+/* Posts wr, signaled if SIGNAL_EVERY-1 unsignaled ones went before it. */
+static int post_send(struct smr_rdma_link *k, struct ibv_send_wr *wr) {
+  struct ibv_send_wr *bad;
+  k->unsignaled++;
+  if (k->unsignaled >= SIGNAL_EVERY) {
+    wr->send_flags |= IBV_SEND_SIGNALED;
+    wr->wr_id = k->unsignaled; /* the sends this completion retires */
+  }
+  if (ibv_post_send(k->id->qp, wr, &bad) != 0) {
+    k->unsignaled--;
+    return -errno;
+  }
+  if (wr->send_flags & IBV_SEND_SIGNALED) k->unsignaled = 0;
+  k->sends_out++;
+  return 0;
+}
+
 static int post_write(struct smr_rdma_link *k, uint32_t off, uint32_t len,
                       int imm, uint32_t imm_data) {
   struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)(k->mirror + off),
                         .length = len,
                         .lkey = k->mirror_mr->lkey};
-  struct ibv_send_wr wr, *bad;
+  struct ibv_send_wr wr;
   memset(&wr, 0, sizeof(wr));
   wr.sg_list = &sge;
   wr.num_sge = 1;
   wr.opcode = imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
-  wr.send_flags = IBV_SEND_SIGNALED;
   wr.imm_data = htonl(imm_data);
   wr.wr.rdma.remote_addr = k->peer_addr + off;
   wr.wr.rdma.rkey = k->peer_rkey;
-  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) return -errno;
-  k->sends_out++;
-  return 0;
+  return post_send(k, &wr);
 }
 
 static int post_credit(struct smr_rdma_link *k) {
-  struct ibv_send_wr wr, *bad;
+  struct ibv_send_wr wr;
   memset(&wr, 0, sizeof(wr));
   wr.num_sge = 0;
   wr.opcode = IBV_WR_SEND_WITH_IMM;
-  wr.send_flags = IBV_SEND_SIGNALED;
   wr.imm_data = htonl((uint32_t)k->rx.head | IMM_CREDIT);
-  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) return -errno;
-  k->sends_out++;
-  return 0;
+  return post_send(k, &wr);
 }
 
 int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
@@ -471,8 +488,9 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
         k->dead = 1;
         return -ECONNRESET;
       }
-      if (!(wc[i].opcode & IBV_WC_RECV)) { /* one of our sends */
-        if (k->sends_out > 0) k->sends_out--;
+      if (!(wc[i].opcode & IBV_WC_RECV)) { /* retires wr_id sends */
+        unsigned done = (unsigned)wc[i].wr_id;
+        k->sends_out = done < k->sends_out ? k->sends_out - done : 0;
         continue;
       }
       if (post_recv(k) < 0 || !(wc[i].wc_flags & IBV_WC_WITH_IMM)) {
