@@ -348,6 +348,12 @@ def cmd_analyze(a):
             broken_total += len(broke)
         row["stall_ms"] = max(c["stall_ms"] for c in row["conns"])
         per_kill.append(row)
+    samples_all = [c for r in per_kill for c in r["conns"]]
+
+    def stall_where(pred, what):
+        return dict(stats([c["stall_ms"] for c in samples_all if pred(c)]),
+                    what=what)
+
     anomalies = sum(len(pc["anomalies"]) for pc in cl["per_conn"])
     breaks_all = sum(len(pc["breaks"]) for pc in cl["per_conn"])
     st = stats(samples)
@@ -362,7 +368,7 @@ def cmd_analyze(a):
                    "primary seen holding the VIP",
         "stall_ms": st,
         "window_stall_ms": dict(stats(
-            [c["window_stall_ms"] for r in per_kill for c in r["conns"]]),
+            [c["window_stall_ms"] for c in samples_all]),
             what="the largest gap overlapping [kill, end of the kill's "
                  "window] (0.5 s of load after everyone was served again): "
                  "also the new primary's ordinary pauses"),
@@ -372,28 +378,24 @@ def cmd_analyze(a):
                                 "flight at the kill)"),
         "baseline_ms": dict(stats(baseline), what="largest gap per "
                             "connection in the second before each kill"),
-        "stall_ms_inflight_ge5ms": dict(stats(
-            [c["stall_ms"] for r in per_kill for c in r["conns"]
-             if c["inflight_age_ms"] is not None
-             and c["inflight_age_ms"] >= 5]),
-            what="only the samples whose request in flight at the kill "
-                 "had been sent at least 5 ms before it (surely received; "
-                 "with reply_delay_ms also surely replicated)"),
-        "stall_ms_replicated": dict(stats(
-            [c["stall_ms"] for r in per_kill for c in r["conns"]
-             if c["stall_request_replicated"] is True]),
-            what="only the samples whose stall's request (the one that "
-                 "ended the largest gap) was replicated before the kill "
-                 "(the new primary's table right after the takeover holds "
-                 "its end)"),
-        "stall_ms_not_replicated": dict(stats(
-            [c["stall_ms"] for r in per_kill for c in r["conns"]
-             if c["stall_request_replicated"] is False]),
-            what="only the samples whose stall's request was not yet "
-                 "replicated at the kill"),
-        "idle_at_kill": sum(1 for r in per_kill for c in r["conns"]
+        "stall_ms_inflight_ge5ms": stall_where(
+            lambda c: c["inflight_age_ms"] is not None
+            and c["inflight_age_ms"] >= 5,
+            "only the samples whose request in flight at the kill had been "
+            "sent at least 5 ms before it (surely received; with "
+            "reply_delay_ms also surely replicated)"),
+        "stall_ms_replicated": stall_where(
+            lambda c: c["stall_request_replicated"] is True,
+            "only the samples whose stall's request (the one that ended the "
+            "largest gap) was replicated before the kill (the new primary's "
+            "table right after the takeover holds its end)"),
+        "stall_ms_not_replicated": stall_where(
+            lambda c: c["stall_request_replicated"] is False,
+            "only the samples whose stall's request was not yet replicated "
+            "at the kill"),
+        "idle_at_kill": sum(1 for c in samples_all
                             if c["inflight_age_ms"] is None),
-        "inflight_age_lt5ms": sum(1 for r in per_kill for c in r["conns"]
+        "inflight_age_lt5ms": sum(1 for c in samples_all
                                   if c["inflight_age_ms"] is not None
                                   and c["inflight_age_ms"] < 5),
         "broken_connections": broken_total,

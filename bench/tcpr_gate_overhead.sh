@@ -76,20 +76,7 @@ trap 'exit 1' TERM INT
 "$MKCERTS" "$WORK/certs" n1 n2 n3 >/dev/null
 
 write_configs() { # gate
-  local i
-  for i in 1 2 3; do
-    cat >"$WORK/n$i.ini" <<EOF
-[group]
-name = kv
-members = n1=10.77.0.1:7000, n2=10.77.0.2:7000, n3=10.77.0.3:7000
-[node]
-id = n$i
-data_dir = $WORK/d$i
-[transport]
-tls_ca = $WORK/certs/ca.pem
-tls_cert = $WORK/certs/n$i.pem
-tls_key = $WORK/certs/n$i.key
-[failure]
+  netns_write_configs "$WORK" 3 "[failure]
 heartbeat_ms = 20
 suspect_ms = 200
 [durability]
@@ -100,9 +87,7 @@ address = $VIP/24
 device = eth0
 gate = $1
 [service]
-port = 6379
-EOF
-  done
+port = 6379"
 }
 
 source "$SRC/tests/netns/group.sh"

@@ -112,20 +112,9 @@ trap 'exit 1' TERM INT
 "$MKCERTS" "$WORK/certs" n1 n2 n3 >/dev/null
 
 write_configs() { # extra lines for [test] (may be empty)
-  local extra=$1 i
-  for i in 1 2 3; do
-    cat >"$WORK/n$i.ini" <<EOF
-[group]
-name = kv
-members = n1=10.77.0.1:7000, n2=10.77.0.2:7000, n3=10.77.0.3:7000
-[node]
-id = n$i
-data_dir = $WORK/d$i
-[transport]
-tls_ca = $WORK/certs/ca.pem
-tls_cert = $WORK/certs/n$i.pem
-tls_key = $WORK/certs/n$i.key
-[failure]
+  local test=""
+  [[ -z $1 && -z $TEST_EXTRA ]] || test=$'\n[test]\n'"$1"$'\n'"$TEST_EXTRA"
+  netns_write_configs "$WORK" 3 "[failure]
 heartbeat_ms = $HEARTBEAT_MS
 suspect_ms = $SUSPECT_MS
 [durability]
@@ -136,11 +125,7 @@ address = $VIP/24
 device = eth0
 gate = $GATE
 [service]
-port = 6379
-EOF
-    [[ -n $extra || -n $TEST_EXTRA ]] &&
-      printf '[test]\n%s\n%s\n' "$extra" "$TEST_EXTRA" >>"$WORK/n$i.ini"
-  done
+port = 6379$test"
 }
 
 source "$SRC/tests/netns/group.sh"

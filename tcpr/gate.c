@@ -19,6 +19,7 @@
  * not offered (twice the cost per request, and it needs iptables-legacy
  * on this kernel). */
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,29 @@ static const struct tcpr_gate_ops gate_off_ops = {
 
 /* ---- the API ---- */
 
+/* What every backend needs: a device of this namespace (its index in
+ * *ifindex), a VIP and a port. */
+static int check_target(const char *dev, uint32_t vip, uint16_t port,
+                        unsigned *ifindex, char *err, size_t errlen) {
+  if (dev == NULL || dev[0] == '\0' || strlen(dev) >= IF_NAMESIZE) {
+    snprintf(err, errlen, "gate: bad device name");
+    return -EINVAL;
+  }
+  if (vip == 0 || port == 0) {
+    snprintf(err, errlen, "gate: no VIP or port");
+    return -EINVAL;
+  }
+  *ifindex = if_nametoindex(dev);
+  if (*ifindex == 0) {
+    int e = -errno;
+    snprintf(err, errlen,
+             "gate: device %s not found in this network namespace: %s", dev,
+             strerror(-e));
+    return e;
+  }
+  return 0;
+}
+
 int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
                    uint16_t port, struct tcpr_gate **out, char *err,
                    size_t errlen) {
@@ -100,7 +124,14 @@ int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
 
   const struct tcpr_gate_ops *ops = NULL;
   void *st = NULL;
+  unsigned ifindex = 0;
   int rc;
+  if (kind == TCPR_GATE_AUTO || kind == TCPR_GATE_BPF ||
+      kind == TCPR_GATE_KMOD) {
+    rc = check_target(dev, vip, port, &ifindex, err, errlen);
+    if (rc < 0)
+      return rc;
+  }
   switch (kind) {
   case TCPR_GATE_OFF:
     /* A gate an earlier run left on the device (fenced: it would drop the
@@ -110,20 +141,21 @@ int tcpr_gate_open(enum tcpr_gate_kind kind, const char *dev, uint32_t vip,
     ops = &gate_off_ops;
     break;
   case TCPR_GATE_AUTO:
-    if (tcpr_gate_kmod_present() == 1)
-      rc = tcpr_gate_kmod_open(dev, vip, port, &ops, &st, err, errlen);
-    else
-      rc = tcpr_gate_bpf_open(dev, vip, port, &ops, &st, err, errlen);
+    /* The module when its family answers here, else bpf. */
+    rc = tcpr_gate_kmod_open(ifindex, vip, port, &ops, &st, err, errlen);
+    if (rc == -ENOENT)
+      rc = tcpr_gate_bpf_open(dev, ifindex, vip, port, &ops, &st, err,
+                              errlen);
     if (rc < 0)
       return rc;
     break;
   case TCPR_GATE_BPF:
-    rc = tcpr_gate_bpf_open(dev, vip, port, &ops, &st, err, errlen);
+    rc = tcpr_gate_bpf_open(dev, ifindex, vip, port, &ops, &st, err, errlen);
     if (rc < 0)
       return rc;
     break;
   case TCPR_GATE_KMOD:
-    rc = tcpr_gate_kmod_open(dev, vip, port, &ops, &st, err, errlen);
+    rc = tcpr_gate_kmod_open(ifindex, vip, port, &ops, &st, err, errlen);
     if (rc < 0)
       return rc;
     break;

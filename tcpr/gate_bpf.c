@@ -307,27 +307,10 @@ static const char *perm_hint(int e) {
                         : " (needs CAP_BPF and CAP_NET_ADMIN)";
 }
 
-int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
-                       const struct tcpr_gate_ops **ops, void **out,
-                       char *err, size_t errlen) {
+int tcpr_gate_bpf_open(const char *dev, unsigned ifindex, uint32_t vip,
+                       uint16_t port, const struct tcpr_gate_ops **ops,
+                       void **out, char *err, size_t errlen) {
   int e;
-  if (dev == NULL || dev[0] == '\0' || strlen(dev) >= IF_NAMESIZE) {
-    snprintf(err, errlen, "gate: bad device name");
-    return -EINVAL;
-  }
-  if (vip == 0 || port == 0) {
-    snprintf(err, errlen, "gate: no VIP or port");
-    return -EINVAL;
-  }
-  unsigned ifindex = if_nametoindex(dev);
-  if (ifindex == 0) {
-    e = -errno;
-    snprintf(err, errlen,
-             "gate: device %s not found in this network namespace: %s", dev,
-             strerror(-e));
-    return e;
-  }
-
   struct gate_bpf_state *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     snprintf(err, errlen, "gate: out of memory");

@@ -25,19 +25,22 @@ struct tcpr_gate_ops {
   void (*close)(void *st);
 };
 
+/* The backends' open functions get arguments the front (gate.c) checked:
+ * dev a device name of this namespace, ifindex its index, vip and port
+ * not zero. */
+
 /* The tc-BPF backend: loads and attaches the program on dev's egress,
  * fenced.  On success *ops and *st are set. */
-int tcpr_gate_bpf_open(const char *dev, uint32_t vip, uint16_t port,
+int tcpr_gate_bpf_open(const char *dev, unsigned ifindex, uint32_t vip,
+                       uint16_t port,
                        const struct tcpr_gate_ops **ops, void **st,
                        char *err, size_t errlen);
 
 /* The kernel-module backend (gate_kmod.c): configures the namespace's
  * gate in smr_tcpr.ko, fenced. */
-int tcpr_gate_kmod_open(const char *dev, uint32_t vip, uint16_t port,
+int tcpr_gate_kmod_open(unsigned ifindex, uint32_t vip, uint16_t port,
                         const struct tcpr_gate_ops **ops, void **st,
                         char *err, size_t errlen);
-/* 1 if the module's netlink family is there, 0 if not, or -errno. */
-int tcpr_gate_kmod_present(void);
 /* Unconfigures this namespace's module gate (nothing gated or fenced);
  * 0 also when the module is not loaded. */
 int tcpr_gate_kmod_reset(void);

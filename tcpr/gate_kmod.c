@@ -24,7 +24,6 @@
  *     with the bpf gate, the host stays silent on the VIP until the next
  *     gate replaces it. */
 #include <errno.h>
-#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,15 +295,6 @@ static int resolve(struct gate_kmod_state *s) {
   return 0;
 }
 
-int tcpr_gate_kmod_present(void) {
-  struct gate_kmod_state s;
-  memset(&s, 0, sizeof(s));
-  int rc = sock_open(&s);
-  if (rc == 0) rc = resolve(&s);
-  if (s.nl != NULL) mnl_socket_close(s.nl);
-  return rc == 0 ? 1 : (rc == -ENOENT ? 0 : rc);
-}
-
 int tcpr_gate_kmod_reset(void) {
   struct gate_kmod_state s;
   memset(&s, 0, sizeof(s));
@@ -319,25 +309,9 @@ int tcpr_gate_kmod_reset(void) {
   return rc == -ENOENT ? 0 : rc;
 }
 
-int tcpr_gate_kmod_open(const char *dev, uint32_t vip, uint16_t port,
+int tcpr_gate_kmod_open(unsigned ifindex, uint32_t vip, uint16_t port,
                         const struct tcpr_gate_ops **ops, void **out,
                         char *err, size_t errlen) {
-  if (dev == NULL || dev[0] == '\0' || strlen(dev) >= IF_NAMESIZE) {
-    snprintf(err, errlen, "gate: bad device name");
-    return -EINVAL;
-  }
-  if (vip == 0 || port == 0) {
-    snprintf(err, errlen, "gate: no VIP or port");
-    return -EINVAL;
-  }
-  unsigned ifindex = if_nametoindex(dev);
-  if (ifindex == 0) {
-    int e = -errno;
-    snprintf(err, errlen,
-             "gate: device %s not found in this network namespace: %s", dev,
-             strerror(-e));
-    return e;
-  }
   struct gate_kmod_state *s = calloc(1, sizeof(*s));
   if (s == NULL || (s->batch = malloc(KMOD_BATCH_BUF)) == NULL) {
     if (s != NULL) free(s);
