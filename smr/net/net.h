@@ -14,8 +14,9 @@
  *                 it may have been lost (the core is told, and repairs);
  *   on_writable   queues that were full have drained (back-pressure ends).
  *
- * Transports are plugins behind this one interface (tcp.c: TCP with mutual
- * TLS on libev; rdma.c later).  Like libuv: negative errno returns, and no
+ * One implementation (tcp.c: TCP with mutual TLS on libev) with an RDMA
+ * data path under it (rdma.h: kind = rdma; the TCP connection stays the
+ * authenticated control channel, the frames move to an RC queue pair).  Like libuv: negative errno returns, and no
  * callback for a call that returned an error.
  *
  * Rules every transport keeps (tcp.c documents how):
@@ -66,6 +67,20 @@ struct smr_net_config {
    *             probes, before the connection is declared dead
    *             (default 5000). */
   uint32_t timeout_ms;
+  /* kind = rdma (rdma.h): each pair's TCP connection authenticates and
+   * sets up an RDMA link, and its frames move to the link once it is up.
+   *   rdma            1: kind = rdma.  Opening fails (-ENODEV, reason in
+   *                   err) without an RDMA device, unless rdma_fallback;
+   *   rdma_fallback   1: no device, a peer without RDMA, or a link that
+   *                   does not come up within timeout_ms leaves that
+   *                   connection (or all) on TCP, with a log line; 0: the
+   *                   connection breaks and is retried;
+   *   rdma_port       the connection manager's port (0: the TCP port);
+   *   rdma_ring_bytes each link's receive ring per direction (a power of
+   *                   two, at least 1 MiB; 0: 4 MiB). */
+  int rdma, rdma_fallback;
+  uint16_t rdma_port;
+  uint32_t rdma_ring_bytes;
 };
 
 /* Defaults for zero config fields. */
@@ -82,6 +97,9 @@ struct smr_net_stats {
    * connections that came up, disconnects those that went down again
    * (broke, or were forgotten), so peers_up = connects - disconnects. */
   uint64_t peers_up; /* connections up now */
+  /* kind = rdma: links up now, and stream bytes carried by them (frames
+   * that went over TCP before the switch count in bytes_* only). */
+  uint64_t rdma_links, rdma_bytes_out, rdma_bytes_in;
 };
 
 /* Starts listening.  Returns 0 or a negative errno, with a reason in err.

@@ -16,6 +16,7 @@
  * Receives are zero-length: they only catch immediates. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -53,6 +54,10 @@ struct smr_rdma_link {
   unsigned unsignaled;  /* posted since the last signaled one */
   int dead;
   int qp_made;
+  enum { L_ADDR, L_ROUTE, L_CONNECT, L_REQUEST, L_ACCEPT, L_UP } st;
+  struct smr_rdma_link_opts o;
+  uint8_t extra[SMR_RDMA_EXTRA_MAX]; /* sent after the hello */
+  size_t extra_len;
 };
 
 struct smr_rdma_listener {
@@ -111,53 +116,12 @@ static int hello_decode(struct smr_rdma_link *k, const void *data,
   return 0;
 }
 
-/* ---- connection manager events ---- */
-
-/* The next event on ec, within timeout_ms: it must be `want`; its private
- * data (if any) is copied to pd[0..*pdlen).  The event is acknowledged.
- * For a passive side's CONNECT_REQUEST, *newid gets the new id. */
-static int wait_event(struct rdma_event_channel *ec, enum rdma_cm_event_type want,
-                      int timeout_ms, uint8_t *pd, size_t *pdlen,
-                      struct rdma_cm_id **newid, char *err, size_t errlen) {
-  struct pollfd p = {.fd = ec->fd, .events = POLLIN};
-  int n = poll(&p, 1, timeout_ms);
-  if (n == 0) {
-    snprintf(err, errlen, "rdma: no %s within %d ms", rdma_event_str(want),
-             timeout_ms);
-    return -ETIMEDOUT;
-  }
-  if (n < 0) {
-    int e = errno;
-    snprintf(err, errlen, "rdma: poll: %s", strerror(e));
-    return -e;
-  }
-  struct rdma_cm_event *ev;
-  if (rdma_get_cm_event(ec, &ev) != 0) {
-    int e = errno;
-    snprintf(err, errlen, "rdma: rdma_get_cm_event: %s", strerror(e));
-    return -e;
-  }
-  int rc = 0;
-  if (ev->event != want) {
-    snprintf(err, errlen, "rdma: %s instead of %s (status %d)",
-             rdma_event_str(ev->event), rdma_event_str(want), ev->status);
-    rc = ev->event == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED
-         : ev->event == RDMA_CM_EVENT_UNREACHABLE ? -EHOSTUNREACH
-                                                  : -EPROTO;
-  } else {
-    if (pd != NULL && pdlen != NULL) {
-      size_t l = ev->param.conn.private_data_len;
-      if (l > *pdlen) l = *pdlen;
-      if (ev->param.conn.private_data != NULL) memcpy(pd, ev->param.conn.private_data, l);
-      *pdlen = ev->param.conn.private_data != NULL ? l : 0;
-    }
-    if (newid != NULL) *newid = ev->id;
-  }
-  rdma_ack_cm_event(ev);
-  return rc;
-}
-
 /* ---- verbs objects ---- */
+
+static int set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+}
 
 static int post_recv(struct smr_rdma_link *k) {
   struct ibv_recv_wr wr, *bad;
@@ -179,6 +143,10 @@ static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
   }
   k->pd = ibv_alloc_pd(ctx);
   k->cc = k->pd ? ibv_create_comp_channel(ctx) : NULL;
+  if (k->cc != NULL && set_nonblock(k->cc->fd) < 0) {
+    ibv_destroy_comp_channel(k->cc);
+    k->cc = NULL;
+  }
   k->cq = k->cc ? ibv_create_cq(ctx, SEND_DEPTH + RECV_DEPTH, k, k->cc, 0)
                 : NULL;
   if (k->cq == NULL) {
@@ -235,13 +203,285 @@ static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
   return 0;
 }
 
-static void conn_param(struct rdma_conn_param *p, const uint8_t *hello) {
+static void conn_param(struct rdma_conn_param *p, const uint8_t *hello,
+                       size_t len) {
   memset(p, 0, sizeof(*p));
   p->private_data = hello;
-  p->private_data_len = HELLO_LEN;
+  p->private_data_len = (uint8_t)len;
   p->retry_count = 7;
   p->rnr_retry_count = 7; /* 7: retry forever while receives are short */
 }
+
+/* ---- setup, step by step ---- */
+
+static struct rdma_event_channel *channel_new(void) {
+  struct rdma_event_channel *ec = rdma_create_event_channel();
+  if (ec != NULL && set_nonblock(ec->fd) < 0) {
+    rdma_destroy_event_channel(ec);
+    return NULL;
+  }
+  return ec;
+}
+
+static size_t hello_with_extra(const struct smr_rdma_link *k, uint8_t *buf) {
+  hello_encode(k, buf);
+  memcpy(buf + HELLO_LEN, k->extra, k->extra_len);
+  return HELLO_LEN + k->extra_len;
+}
+
+int smr_rdma_link_start(const struct sockaddr *dst, const struct sockaddr *src,
+                        const struct smr_rdma_link_opts *o, const void *extra,
+                        size_t extra_len, struct smr_rdma_link **out,
+                        char *err, size_t errlen) {
+  if (extra_len > SMR_RDMA_EXTRA_MAX) return -EINVAL;
+  struct smr_rdma_link *k = calloc(1, sizeof(*k));
+  if (k == NULL) return -ENOMEM;
+  int rc;
+  k->o = *o;
+  k->o.src = NULL;
+  if (extra_len > 0) memcpy(k->extra, extra, extra_len);
+  k->extra_len = extra_len;
+  k->ec = channel_new();
+  if (k->ec == NULL || rdma_create_id(k->ec, &k->id, k, RDMA_PS_TCP) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: no connection manager (is an RDMA device "
+             "configured? rdma_ucm loaded?): %s", strerror(-rc));
+    goto fail;
+  }
+  if (rdma_resolve_addr(k->id, (struct sockaddr *)src, (struct sockaddr *)dst,
+                        o->timeout_ms) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: resolving the peer's address: %s",
+             strerror(-rc));
+    goto fail;
+  }
+  k->st = L_ADDR;
+  *out = k;
+  return 0;
+fail:
+  smr_rdma_link_close(k);
+  return rc;
+}
+
+int smr_rdma_link_cm_fd(const struct smr_rdma_link *k) { return k->ec->fd; }
+
+/* One connection manager event of a link. */
+static int link_event(struct smr_rdma_link *k, struct rdma_cm_event *ev,
+                      char *err, size_t errlen) {
+  uint8_t hello[HELLO_LEN + SMR_RDMA_EXTRA_MAX];
+  struct rdma_conn_param cp;
+  int rc;
+
+  switch (ev->event) {
+    case RDMA_CM_EVENT_ADDR_RESOLVED:
+      if (k->st != L_ADDR) break;
+      if (rdma_resolve_route(k->id, k->o.timeout_ms) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "rdma: resolving the route: %s", strerror(-rc));
+        return rc;
+      }
+      k->st = L_ROUTE;
+      return 0;
+    case RDMA_CM_EVENT_ROUTE_RESOLVED:
+      if (k->st != L_ROUTE) break;
+      if ((rc = make_qp(k, &k->o, err, errlen)) < 0) return rc;
+      conn_param(&cp, hello, hello_with_extra(k, hello));
+      if (rdma_connect(k->id, &cp) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "rdma: connect: %s", strerror(-rc));
+        return rc;
+      }
+      k->st = L_CONNECT;
+      return 0;
+    case RDMA_CM_EVENT_ESTABLISHED:
+      if (k->st == L_CONNECT) {
+        rc = hello_decode(k, ev->param.conn.private_data,
+                          ev->param.conn.private_data_len, err, errlen);
+        if (rc < 0) return rc;
+      } else if (k->st != L_ACCEPT) {
+        break;
+      }
+      k->st = L_UP;
+      return 1;
+    case RDMA_CM_EVENT_REJECTED:
+      snprintf(err, errlen, "rdma: the peer rejected the connection");
+      return -ECONNREFUSED;
+    case RDMA_CM_EVENT_DISCONNECTED:
+      snprintf(err, errlen, "rdma: disconnected");
+      return -ECONNRESET;
+    case RDMA_CM_EVENT_DEVICE_REMOVAL:
+      snprintf(err, errlen, "rdma: the device was removed");
+      return -ENODEV;
+    case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+    case RDMA_CM_EVENT_ADDR_CHANGE:
+      return 0;
+    default:
+      snprintf(err, errlen, "rdma: %s (status %d)", rdma_event_str(ev->event),
+               ev->status);
+      return ev->event == RDMA_CM_EVENT_UNREACHABLE ? -EHOSTUNREACH : -EPROTO;
+  }
+  snprintf(err, errlen, "rdma: %s out of turn", rdma_event_str(ev->event));
+  return -EPROTO;
+}
+
+int smr_rdma_link_cm_step(struct smr_rdma_link *k, char *err, size_t errlen) {
+  int up = 0;
+  if (k->dead) {
+    snprintf(err, errlen, "rdma: the link is down");
+    return -ECONNRESET;
+  }
+  for (;;) {
+    struct rdma_cm_event *ev;
+    if (rdma_get_cm_event(k->ec, &ev) != 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      int e = errno;
+      snprintf(err, errlen, "rdma: rdma_get_cm_event: %s", strerror(e));
+      k->dead = 1;
+      return -e;
+    }
+    int rc = link_event(k, ev, err, errlen);
+    rdma_ack_cm_event(ev);
+    if (rc < 0) {
+      k->dead = 1;
+      return rc;
+    }
+    if (rc == 1) up = 1;
+  }
+  return up;
+}
+
+int smr_rdma_link_is_up(const struct smr_rdma_link *k) {
+  return k->st == L_UP && !k->dead;
+}
+
+int smr_rdma_listen_at(const struct sockaddr *addr,
+                       struct smr_rdma_listener **out, char *err,
+                       size_t errlen) {
+  struct smr_rdma_listener *l = calloc(1, sizeof(*l));
+  if (l == NULL) return -ENOMEM;
+  l->ec = channel_new();
+  if (l->ec == NULL || rdma_create_id(l->ec, &l->id, l, RDMA_PS_TCP) != 0 ||
+      rdma_bind_addr(l->id, (struct sockaddr *)addr) != 0 ||
+      rdma_listen(l->id, 16) != 0) {
+    int rc = errno ? -errno : -ENODEV;
+    snprintf(err, errlen, "rdma: cannot listen: %s%s", strerror(-rc),
+             rc == -ENODEV || rc == -EADDRNOTAVAIL
+                 ? " (no RDMA device has this address)"
+                 : "");
+    smr_rdma_listener_close(l);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+int smr_rdma_listener_fd(const struct smr_rdma_listener *l) {
+  return l->ec->fd;
+}
+
+int smr_rdma_listener_port(const struct smr_rdma_listener *l) {
+  return ntohs(rdma_get_src_port(l->id));
+}
+
+int smr_rdma_listener_next(struct smr_rdma_listener *l,
+                           const struct smr_rdma_link_opts *o,
+                           struct smr_rdma_link **out, uint8_t *extra,
+                           size_t *extra_len, char *err, size_t errlen) {
+  struct rdma_cm_event *ev;
+  for (;;) {
+    if (rdma_get_cm_event(l->ec, &ev) != 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+      int e = errno;
+      snprintf(err, errlen, "rdma: rdma_get_cm_event: %s", strerror(e));
+      return -e;
+    }
+    if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) break;
+    rdma_ack_cm_event(ev); /* nothing else is meant for the listener */
+  }
+  uint8_t pd[HELLO_LEN + SMR_RDMA_EXTRA_MAX];
+  size_t plen = ev->param.conn.private_data_len;
+  if (plen > sizeof(pd)) plen = sizeof(pd);
+  if (ev->param.conn.private_data == NULL) plen = 0;
+  memcpy(pd, ev->param.conn.private_data, plen);
+  struct rdma_cm_id *id = ev->id;
+  rdma_ack_cm_event(ev);
+
+  struct smr_rdma_link *k = calloc(1, sizeof(*k));
+  if (k == NULL) {
+    rdma_reject(id, NULL, 0);
+    rdma_destroy_id(id);
+    snprintf(err, errlen, "rdma: out of memory");
+    return -ENOMEM;
+  }
+  int rc;
+  k->id = id;
+  k->o = *o;
+  k->o.src = NULL;
+  /* The new id gets its own channel: the listener's serves the next. */
+  k->ec = channel_new();
+  if (k->ec == NULL || rdma_migrate_id(k->id, k->ec) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "rdma: cannot move the new connection to its own "
+             "channel: %s", strerror(-rc));
+    goto fail;
+  }
+  k->id->context = k;
+  if ((rc = make_qp(k, o, err, errlen)) < 0) goto fail;
+  if ((rc = hello_decode(k, pd, plen, err, errlen)) < 0) goto fail;
+  *extra_len = plen - HELLO_LEN;
+  memcpy(extra, pd + HELLO_LEN, *extra_len);
+  k->st = L_REQUEST;
+  *out = k;
+  return 1;
+fail:
+  rdma_reject(k->id, NULL, 0);
+  smr_rdma_link_close(k);
+  return rc;
+}
+
+int smr_rdma_link_accept(struct smr_rdma_link *k, char *err, size_t errlen) {
+  uint8_t hello[HELLO_LEN + SMR_RDMA_EXTRA_MAX];
+  struct rdma_conn_param cp;
+  if (k->st != L_REQUEST) return -EINVAL;
+  conn_param(&cp, hello, hello_with_extra(k, hello));
+  if (rdma_accept(k->id, &cp) != 0) {
+    int rc = -errno;
+    snprintf(err, errlen, "rdma: accept: %s", strerror(-rc));
+    k->dead = 1;
+    return rc;
+  }
+  k->st = L_ACCEPT;
+  return 0;
+}
+
+void smr_rdma_link_reject(struct smr_rdma_link *k) {
+  if (k->st == L_REQUEST) rdma_reject(k->id, NULL, 0);
+  k->dead = 1;
+}
+
+void smr_rdma_listener_close(struct smr_rdma_listener *l) {
+  if (l == NULL) return;
+  if (l->id != NULL) rdma_destroy_id(l->id);
+  if (l->ec != NULL) rdma_destroy_event_channel(l->ec);
+  free(l);
+}
+
+int smr_rdma_link_cq_fd(const struct smr_rdma_link *k) { return k->cc->fd; }
+
+int smr_rdma_link_arm(struct smr_rdma_link *k) {
+  struct ibv_cq *cq;
+  void *cctx;
+  unsigned n = 0;
+  while (ibv_get_cq_event(k->cc, &cq, &cctx) == 0) n++;
+  if (n > 0) ibv_ack_cq_events(k->cq, n);
+  if (ibv_req_notify_cq(k->cq, 0) != 0) {
+    k->dead = 1;
+    return -ECONNRESET;
+  }
+  return 0;
+}
+
+/* ---- blocking setup (tools and tests) ---- */
 
 static int resolve(const char *host, const char *port, struct addrinfo **ai,
                    char *err, size_t errlen) {
@@ -258,73 +498,45 @@ static int resolve(const char *host, const char *port, struct addrinfo **ai,
   return 0;
 }
 
-/* ---- the API ---- */
+/* Steps k's setup until it is up, within o->timeout_ms. */
+static int wait_up(struct smr_rdma_link *k, int timeout_ms, char *err,
+                   size_t errlen) {
+  for (;;) {
+    struct pollfd p = {.fd = k->ec->fd, .events = POLLIN};
+    int n = poll(&p, 1, timeout_ms);
+    if (n == 0) {
+      snprintf(err, errlen, "rdma: no connection within %d ms", timeout_ms);
+      return -ETIMEDOUT;
+    }
+    if (n < 0 && errno != EINTR) return -errno;
+    int rc = smr_rdma_link_cm_step(k, err, errlen);
+    if (rc != 0) return rc < 0 ? rc : 0;
+  }
+}
 
 int smr_rdma_link_connect(const char *host, const char *port,
                           const struct smr_rdma_link_opts *o,
                           struct smr_rdma_link **out, char *err,
                           size_t errlen) {
-  struct addrinfo *ai = NULL;
+  struct addrinfo *ai = NULL, *sai = NULL;
   int rc = resolve(host, port, &ai, err, errlen);
   if (rc < 0) return rc;
-  struct smr_rdma_link *k = calloc(1, sizeof(*k));
-  if (k == NULL) {
+  if (o->src != NULL && (rc = resolve(o->src, "0", &sai, err, errlen)) < 0) {
     freeaddrinfo(ai);
-    return -ENOMEM;
+    return rc;
   }
-  uint8_t hello[HELLO_LEN], peer[64];
-  size_t plen = sizeof(peer);
-  struct rdma_conn_param cp;
-  k->ec = rdma_create_event_channel();
-  if (k->ec == NULL || rdma_create_id(k->ec, &k->id, k, RDMA_PS_TCP) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "rdma: no connection manager (is an RDMA device "
-             "configured? rdma_ucm loaded?): %s", strerror(-rc));
-    goto fail;
-  }
-  struct addrinfo *sai = NULL;
-  if (o->src != NULL && (rc = resolve(o->src, "0", &sai, err, errlen)) < 0)
-    goto fail;
-  rc = rdma_resolve_addr(k->id, sai != NULL ? sai->ai_addr : NULL,
-                         ai->ai_addr, o->timeout_ms);
-  int e = rc != 0 ? errno : 0;
-  if (sai != NULL) freeaddrinfo(sai);
-  if (rc != 0) {
-    rc = -e;
-    snprintf(err, errlen, "rdma: resolving %s: %s", host, strerror(-rc));
-    goto fail;
-  }
-  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ADDR_RESOLVED, o->timeout_ms,
-                       NULL, NULL, NULL, err, errlen)) < 0)
-    goto fail;
-  if (rdma_resolve_route(k->id, o->timeout_ms) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "rdma: route to %s: %s", host, strerror(-rc));
-    goto fail;
-  }
-  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ROUTE_RESOLVED, o->timeout_ms,
-                       NULL, NULL, NULL, err, errlen)) < 0)
-    goto fail;
-  if ((rc = make_qp(k, o, err, errlen)) < 0) goto fail;
-  hello_encode(k, hello);
-  conn_param(&cp, hello);
-  if (rdma_connect(k->id, &cp) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "rdma: connect to %s:%s: %s", host, port,
-             strerror(-rc));
-    goto fail;
-  }
-  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ESTABLISHED, o->timeout_ms, peer,
-                       &plen, NULL, err, errlen)) < 0)
-    goto fail;
-  if ((rc = hello_decode(k, peer, plen, err, errlen)) < 0) goto fail;
+  struct smr_rdma_link *k = NULL;
+  rc = smr_rdma_link_start(ai->ai_addr, sai != NULL ? sai->ai_addr : NULL, o,
+                           NULL, 0, &k, err, errlen);
   freeaddrinfo(ai);
+  if (sai != NULL) freeaddrinfo(sai);
+  if (rc < 0) return rc;
+  if ((rc = wait_up(k, o->timeout_ms, err, errlen)) < 0) {
+    smr_rdma_link_close(k);
+    return rc;
+  }
   *out = k;
   return 0;
-fail:
-  freeaddrinfo(ai);
-  smr_rdma_link_close(k);
-  return rc;
 }
 
 int smr_rdma_listen(const char *host, const char *port,
@@ -333,76 +545,38 @@ int smr_rdma_listen(const char *host, const char *port,
   struct addrinfo *ai = NULL;
   int rc = resolve(host, port, &ai, err, errlen);
   if (rc < 0) return rc;
-  struct smr_rdma_listener *l = calloc(1, sizeof(*l));
-  if (l == NULL) {
-    freeaddrinfo(ai);
-    return -ENOMEM;
-  }
-  l->ec = rdma_create_event_channel();
-  if (l->ec == NULL || rdma_create_id(l->ec, &l->id, l, RDMA_PS_TCP) != 0 ||
-      rdma_bind_addr(l->id, ai->ai_addr) != 0 || rdma_listen(l->id, 16) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "rdma: cannot listen on %s:%s: %s", host, port,
-             strerror(-rc));
-    freeaddrinfo(ai);
-    smr_rdma_listener_close(l);
-    return rc;
-  }
+  rc = smr_rdma_listen_at(ai->ai_addr, out, err, errlen);
   freeaddrinfo(ai);
-  *out = l;
-  return 0;
+  return rc;
 }
 
 int smr_rdma_accept(struct smr_rdma_listener *l,
                     const struct smr_rdma_link_opts *o,
                     struct smr_rdma_link **out, char *err, size_t errlen) {
-  struct smr_rdma_link *k = calloc(1, sizeof(*k));
-  if (k == NULL) return -ENOMEM;
-  uint8_t hello[HELLO_LEN], peer[64];
-  size_t plen = sizeof(peer);
-  struct rdma_conn_param cp;
-  int rc = wait_event(l->ec, RDMA_CM_EVENT_CONNECT_REQUEST, o->timeout_ms,
-                      peer, &plen, &k->id, err, errlen);
-  if (rc < 0) {
-    free(k);
+  struct smr_rdma_link *k = NULL;
+  uint8_t extra[SMR_RDMA_EXTRA_MAX];
+  size_t elen = 0;
+  int rc;
+  for (;;) {
+    struct pollfd p = {.fd = l->ec->fd, .events = POLLIN};
+    int n = poll(&p, 1, o->timeout_ms);
+    if (n == 0) {
+      snprintf(err, errlen, "rdma: no connection request within %d ms",
+               o->timeout_ms);
+      return -ETIMEDOUT;
+    }
+    if (n < 0 && errno != EINTR) return -errno;
+    rc = smr_rdma_listener_next(l, o, &k, extra, &elen, err, errlen);
+    if (rc < 0) return rc;
+    if (rc == 1) break;
+  }
+  if ((rc = smr_rdma_link_accept(k, err, errlen)) < 0 ||
+      (rc = wait_up(k, o->timeout_ms, err, errlen)) < 0) {
+    smr_rdma_link_close(k);
     return rc;
   }
-  /* The new id gets its own channel: the listener's serves the next. */
-  k->ec = rdma_create_event_channel();
-  if (k->ec == NULL || rdma_migrate_id(k->id, k->ec) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "rdma: cannot move the new connection to its own "
-             "channel: %s", strerror(-rc));
-    goto fail;
-  }
-  k->id->context = k;
-  if ((rc = make_qp(k, o, err, errlen)) < 0) goto fail;
-  if ((rc = hello_decode(k, peer, plen, err, errlen)) < 0) {
-    rdma_reject(k->id, NULL, 0);
-    goto fail;
-  }
-  hello_encode(k, hello);
-  conn_param(&cp, hello);
-  if (rdma_accept(k->id, &cp) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "rdma: accept: %s", strerror(-rc));
-    goto fail;
-  }
-  if ((rc = wait_event(k->ec, RDMA_CM_EVENT_ESTABLISHED, o->timeout_ms, NULL,
-                       NULL, NULL, err, errlen)) < 0)
-    goto fail;
   *out = k;
   return 0;
-fail:
-  smr_rdma_link_close(k);
-  return rc;
-}
-
-void smr_rdma_listener_close(struct smr_rdma_listener *l) {
-  if (l == NULL) return;
-  if (l->id != NULL) rdma_destroy_id(l->id);
-  if (l->ec != NULL) rdma_destroy_event_channel(l->ec);
-  free(l);
 }
 
 /* Posts wr, signaled if SIGNAL_EVERY-1 unsignaled ones went before it. */

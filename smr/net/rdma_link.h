@@ -2,7 +2,7 @@
  * queue pair set up with librdmacm, a byte ring on each side that the
  * other side fills with one-sided writes (rdma_ring.h), and credit sent
  * back as it is consumed.  The building block of the RDMA transport: the
- * transport (rdma.c, to come) adds membership, authentication and the
+ * transport (rdma.c) adds membership, authentication and the
  * event loop; this file knows only verbs.
  *
  * Design.
@@ -24,8 +24,17 @@
  *     bookkeeping says so, as a zero-length SEND WITH IMMEDIATE.
  *   - Immediates tell the two apart by their low bit: ring positions are
  *     multiples of 8, so a tail has it clear and a credit (head | 1) set.
- *   - Completions are polled; link_fd() is the completion channel's fd
- *     for an event loop, armed again after each poll that found nothing.
+ *   - Completions are polled.  For an event loop, smr_rdma_link_cq_fd()
+ *     is the completion channel's fd: when it is readable, call
+ *     smr_rdma_link_arm() (takes the events, asks for the next one), then
+ *     smr_rdma_link_poll().
+ *   - Setup never blocks in the step-by-step API: the connection manager's
+ *     channel (smr_rdma_link_cm_fd(), non-blocking) is read by
+ *     smr_rdma_link_cm_step() whenever it is readable; the blocking
+ *     connect and accept below (for tools) are built on it.  A connecting
+ *     side may append up to SMR_RDMA_EXTRA_MAX bytes of its own to the
+ *     hello (the transport's token); the accepting side reads them before
+ *     it decides to accept or reject.
  *
  * Errors are negative errno values; a link that returned -EPROTO or
  * -ECONNRESET is dead (the transport reports the peer lost). */
@@ -45,6 +54,51 @@ struct smr_rdma_link_opts {
   const char *src;    /* active side: the local address to connect from
                          (picks the device), or NULL for the route's */
 };
+
+#define SMR_RDMA_EXTRA_MAX 24
+
+struct sockaddr;
+
+/* ---- Step by step, for an event loop. */
+
+/* Active side: starts connecting to dst (from src if not NULL, which picks
+ * the device), with extra appended to the hello.  Then call
+ * smr_rdma_link_cm_step() whenever smr_rdma_link_cm_fd() is readable. */
+int smr_rdma_link_start(const struct sockaddr *dst, const struct sockaddr *src,
+                        const struct smr_rdma_link_opts *o, const void *extra,
+                        size_t extra_len, struct smr_rdma_link **out,
+                        char *err, size_t errlen);
+int smr_rdma_link_cm_fd(const struct smr_rdma_link *k);
+/* Handles the connection manager's events: 1 if the link came up during
+ * this call, 0 if nothing ended, or a negative errno (with the reason in
+ * err) if setup failed or an up link was disconnected: the link is dead. */
+int smr_rdma_link_cm_step(struct smr_rdma_link *k, char *err, size_t errlen);
+int smr_rdma_link_is_up(const struct smr_rdma_link *k);
+
+/* Passive side: listens at addr (port 0: any; see _port()). */
+int smr_rdma_listen_at(const struct sockaddr *addr,
+                       struct smr_rdma_listener **out, char *err,
+                       size_t errlen);
+int smr_rdma_listener_fd(const struct smr_rdma_listener *l);
+int smr_rdma_listener_port(const struct smr_rdma_listener *l);
+/* The next connection request, if one is waiting: returns 1 with a new
+ * link (verbs objects made, not yet accepted) and the peer's extra bytes
+ * (extra has room for SMR_RDMA_EXTRA_MAX), 0 if none, or a negative errno
+ * for a request that could not be taken (already rejected). */
+int smr_rdma_listener_next(struct smr_rdma_listener *l,
+                           const struct smr_rdma_link_opts *o,
+                           struct smr_rdma_link **out, uint8_t *extra,
+                           size_t *extra_len, char *err, size_t errlen);
+/* Accepts a request; the link is up when cm_step says so. */
+int smr_rdma_link_accept(struct smr_rdma_link *k, char *err, size_t errlen);
+/* Rejects a request; close the link after. */
+void smr_rdma_link_reject(struct smr_rdma_link *k);
+
+/* The completion channel (non-blocking), and re-arming it. */
+int smr_rdma_link_cq_fd(const struct smr_rdma_link *k);
+int smr_rdma_link_arm(struct smr_rdma_link *k);
+
+/* ---- Blocking, for tools and tests. */
 
 /* Active side: connects to host:port (numeric IPv4 or IPv6). */
 int smr_rdma_link_connect(const char *host, const char *port,

@@ -92,6 +92,7 @@
 
 #include "assert.h"
 #include "net.h"
+#include "rdma.h"
 #include "tcp_proto.h"
 #include "tls.h"
 #include "wire.h"
@@ -142,6 +143,17 @@ struct conn {
   uint8_t *rbuf;
   size_t rlen, rcap;
   size_t rneed; /* length of the frame being received, once known */
+  /* kind = rdma (rdma.h): the link of this connection, and the switch. */
+  struct smr_rdma_path *rp;
+  unsigned rdma_tx : 1;     /* our frames go over rp now */
+  unsigned rdma_rx : 1;     /* the peer's switch record came: switch_at */
+  unsigned rdma_bad : 1;    /* a record broke the rules (or no memory) */
+  unsigned tls_retry : 1;   /* a TCP/TLS write must be retried as it was */
+  unsigned rdma_counted : 1;
+  uint64_t tls_out, tls_in; /* stream bytes after the hello, over TCP */
+  uint64_t switch_at;       /* the peer's stream bytes over TCP, in all */
+  uint8_t *pend;            /* link bytes before TCP reached switch_at */
+  size_t pend_len, pend_cap;
 };
 
 struct peer {
@@ -182,6 +194,13 @@ struct smr_net {
   unsigned log_count;
   unsigned long log_dropped;
   struct smr_net_stats st;
+  struct smr_rdma_ep *rdma; /* kind = rdma */
+  int rdma_fallback;
+  /* A listen address with a specific host is also the source of outbound
+   * connections (port 0), so a multi-homed member speaks from the address
+   * its peers know (and, with RDMA, the link leaves from its device). */
+  struct sockaddr_storage src;
+  socklen_t srclen;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -441,6 +460,10 @@ static void conn_close(struct conn *c, int graceful) {
   close(c->fd);
   c->fd = c->sock.fd = -1;
   c->dead = 1;
+  smr_rdma_path_close(c->rp);
+  c->rp = NULL;
+  if (c->rdma_counted) n->st.rdma_links--;
+  c->rdma_counted = 0;
   if (p != NULL && p->out == c) p->out = NULL;
   if (p != NULL && p->up == c) {
     p->up = NULL;
@@ -490,18 +513,31 @@ static void conn_fail(struct conn *c, int refused, const char *fmt, ...) {
   net_log(n, "refused %s: %s", c->addr, why);
 }
 
-/* The hello or verdict to write before anything else. */
-static int conn_set_ctl(struct conn *c, uint8_t kind, const char *to) {
+/* The hello or verdict to write before anything else (ACCEPT_RDMA: with
+ * the port and token of offer). */
+static int conn_set_ctl_offer(struct conn *c, uint8_t kind, const char *to,
+                              uint16_t port, const uint8_t *token) {
   struct smr_net_hello h;
 
   memset(&h, 0, sizeof h);
   h.kind = kind;
   snprintf(h.from, sizeof h.from, "%s", c->n->self);
   snprintf(h.to, sizeof h.to, "%s", to);
+  h.rdma_port = port;
+  if (token != NULL) memcpy(h.token, token, sizeof h.token);
   c->ctl_len = smr_net_hello_encode(c->ctl, sizeof c->ctl, &h);
   c->ctl_off = 0;
   net_want_flush(c->n);
   return ALWAYS(c->ctl_len > 0) ? 0 : -EINVAL;
+}
+
+static int conn_set_ctl(struct conn *c, uint8_t kind, const char *to) {
+  return conn_set_ctl_offer(c, kind, to, 0, NULL);
+}
+
+/* The initiator's hello: HELLO_RDMA when this member runs RDMA. */
+static uint8_t hello_kind(const struct smr_net *n) {
+  return n->rdma != NULL ? SMR_NET_HELLO_RDMA : SMR_NET_HELLO;
 }
 
 /* Acceptor: answer DUPLICATE or REFUSE, then close. */
@@ -629,6 +665,12 @@ static void conn_shut(struct conn *c) {
   shutdown(c->fd, SHUT_WR);
 }
 
+/* The link is up and our side has not switched yet; TLS owes no retry. */
+static int conn_switch_due(const struct conn *c) {
+  return c->state == C_UP && c->rp != NULL && !c->rdma_tx && !c->tls_retry &&
+         smr_rdma_path_is_up(c->rp);
+}
+
 /* Writes the control bytes, then (UP) the peer's queue, until done or the
  * socket is full.  May call on_writable: callers check c->dead and
  * n->closing after. */
@@ -659,15 +701,47 @@ static void conn_write(struct conn *c) {
   }
   if (c->state != C_UP) return;
   p = c->peer;
-  while (peer_queued(p) > 0) {
+  if (conn_switch_due(c)) {
+    /* Nothing is owed to TLS (no write to retry): the stream moves to the
+     * link here, after tls_out bytes (rdma.h). */
+    uint8_t rec[SMR_RDMA_SWITCH_LEN] = {'S', 'M', 'R', 'S'};
+    for (int i = 0; i < 8; i++) rec[8 + i] = (uint8_t)(c->tls_out >> (8 * i));
+    int e = smr_rdma_path_send(c->rp, rec, sizeof rec);
+    if (e < 0 && e != -EAGAIN) {
+      conn_fail(c, 0, "rdma: cannot switch: %s", strerror(-e));
+      return;
+    }
+    if (e == 0) c->rdma_tx = 1;
+  }
+  if (c->rdma_tx) {
+    uint32_t max = smr_rdma_path_max_record(c->rp);
+    while (peer_queued(p) > 0) {
+      size_t len = peer_queued(p);
+      if (len > max) len = max;
+      int e = smr_rdma_path_send(c->rp, p->q + p->qhead, (uint32_t)len);
+      if (e == -EAGAIN) break; /* on_rdma_input writes on */
+      if (e < 0) {
+        conn_fail(c, 0, "rdma: %s", strerror(-e));
+        return;
+      }
+      n->st.rdma_bytes_out += len;
+      queue_advance(n, p, len);
+    }
+  }
+  while (!c->rdma_tx && peer_queued(p) > 0) {
     size_t len = peer_queued(p);
     if (len > WRITE_CHUNK) len = WRITE_CHUNK;
     r = io_write(c, p->q + p->qhead, len, why, sizeof why);
-    if (r == 0) break;
+    if (r == 0) {
+      c->tls_retry = 1;
+      break;
+    }
     if (r < 0) {
       conn_fail(c, 0, "%s", why);
       return;
     }
+    c->tls_retry = 0;
+    c->tls_out += (uint64_t)r;
     queue_advance(n, p, (size_t)r);
   }
   if (p->blocked && peer_queued(p) <= n->max_queue / 2) {
@@ -699,13 +773,21 @@ static const char *frame_error(long r) {
   }
 }
 
+static void on_rdma_up(void *ctx);
+static void on_rdma_input(void *ctx);
+static void on_rdma_failed(void *ctx, const char *why);
+static void conn_rdma_deadline(struct conn *c);
+static void conn_rdma_merge(struct conn *c);
+static void conn_rdma_lost(struct conn *c, const char *why);
+static void dial_rdma(struct conn *c, const struct smr_net_hello *h);
+
 /* Acceptor: the hello h from an inbound connection. */
 static void accept_hello(struct conn *c, const struct smr_net_hello *h) {
   struct smr_net *n = c->n;
   struct peer *p;
   char name[SMR_ID_MAX + 16];
 
-  if (h->kind != SMR_NET_HELLO) {
+  if (h->kind != SMR_NET_HELLO && h->kind != SMR_NET_HELLO_RDMA) {
     conn_fail(c, 1, "expected a hello, got verdict %u", h->kind);
     return;
   }
@@ -742,12 +824,36 @@ static void accept_hello(struct conn *c, const struct smr_net_hello *h) {
     conn_closing(c, SMR_NET_REFUSE, h->from);
     return;
   }
+  int rdma = n->rdma != NULL && h->kind == SMR_NET_HELLO_RDMA;
+  if (n->rdma != NULL && !rdma && !n->rdma_fallback) {
+    n->st.refused++;
+    net_log(n, "refused %s at %s: it connects without RDMA, and this member "
+            "runs [transport] kind = rdma without fallback", h->from,
+            c->addr);
+    conn_closing(c, SMR_NET_REFUSE, h->from);
+    return;
+  }
+  uint8_t token[SMR_NET_TOKEN_LEN];
+  if (rdma) {
+    struct smr_rdma_path_cb cb = {c, on_rdma_up, on_rdma_input,
+                                  on_rdma_failed};
+    int r = smr_rdma_path_expect(n->rdma, &cb, token, &c->rp);
+    if (r < 0) {
+      conn_fail(c, 0, "cannot offer an RDMA link: %s", strerror(-r));
+      return;
+    }
+  }
   if (p->out != NULL) conn_close(p->out, 0); /* rule b: ours loses */
-  if (conn_set_ctl(c, SMR_NET_ACCEPT, h->from) < 0) {
+  if (conn_set_ctl_offer(c, rdma ? SMR_NET_ACCEPT_RDMA : SMR_NET_ACCEPT,
+                         h->from, (uint16_t)smr_rdma_ep_port(n->rdma),
+                         rdma ? token : NULL) < 0) {
     conn_fail(c, 0, "cannot encode the verdict");
     return;
   }
   conn_up(c, p);
+  if (rdma) conn_rdma_deadline(c);
+  else if (n->rdma != NULL)
+    net_log(n, "%s runs without RDMA: its connection stays on TCP", p->id);
 }
 
 /* Initiator: the verdict h on our connection to c->peer. */
@@ -755,7 +861,7 @@ static void dial_verdict(struct conn *c, const struct smr_net_hello *h) {
   struct smr_net *n = c->n;
   struct peer *p = c->peer;
 
-  if (h->kind == SMR_NET_HELLO) {
+  if (h->kind == SMR_NET_HELLO || h->kind == SMR_NET_HELLO_RDMA) {
     conn_fail(c, 1, "peer sent a hello instead of a verdict");
     return;
   }
@@ -769,7 +875,23 @@ static void dial_verdict(struct conn *c, const struct smr_net_hello *h) {
   }
   switch (h->kind) {
     case SMR_NET_ACCEPT:
+      if (n->rdma != NULL && !n->rdma_fallback) {
+        conn_fail(c, 0, "%s does not offer RDMA, and this member runs "
+                  "[transport] kind = rdma without fallback", p->id);
+        return;
+      }
       conn_up(c, p);
+      if (n->rdma != NULL)
+        net_log(n, "%s does not offer RDMA: its connection stays on TCP",
+                p->id);
+      return;
+    case SMR_NET_ACCEPT_RDMA:
+      if (n->rdma == NULL) {
+        conn_fail(c, 1, "%s offered RDMA to a hello without it", p->id);
+        return;
+      }
+      conn_up(c, p);
+      dial_rdma(c, h);
       return;
     case SMR_NET_DUPLICATE:
       /* The pair keeps another connection: no failure, no log. */
@@ -810,6 +932,7 @@ static void conn_consume(struct conn *c) {
       c->rlen = 0;
       return;
     }
+    c->tls_in = c->rlen - off; /* stream bytes that followed the hello */
   }
   smr_assert(c->state == C_UP);
   struct peer *p = c->peer;
@@ -892,7 +1015,13 @@ static void conn_read(struct conn *c) {
         conn_fail(c, 0, "%s", why);
       return;
     }
+    int was_up = c->state == C_UP;
     c->rlen += (size_t)r;
+    if (was_up) {
+      c->tls_in += (uint64_t)r;
+      conn_rdma_merge(c);
+      if (c->dead) return;
+    }
     conn_consume(c);
     if (c->dead || n->closing) return;
     if ((size_t)r >= budget) {
@@ -936,7 +1065,7 @@ static void conn_handshake(struct conn *c) {
       conn_fail(c, 1, "certificate names %s, not %s", name, c->peer->id);
       return;
     }
-    if (conn_set_ctl(c, SMR_NET_HELLO, c->peer->id) < 0) {
+    if (conn_set_ctl(c, hello_kind(c->n), c->peer->id) < 0) {
       conn_fail(c, 0, "cannot encode the hello");
       return;
     }
@@ -961,7 +1090,7 @@ static void conn_start(struct conn *c) {
     return;
   }
   c->state = C_HELLO;
-  if (c->outbound && conn_set_ctl(c, SMR_NET_HELLO, c->peer->id) < 0)
+  if (c->outbound && conn_set_ctl(c, hello_kind(n), c->peer->id) < 0)
     conn_fail(c, 0, "cannot encode the hello");
 }
 
@@ -1015,10 +1144,185 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
   net_enter(n);
-  if (c->state == C_CLOSING)
+  if (c->state == C_CLOSING) {
     conn_close(c, 0);
-  else if (ALWAYS(c->state != C_UP))
+  } else if (c->state == C_UP) {
+    /* Only the RDMA link's deadline runs on an UP connection. */
+    char why[96];
+    snprintf(why, sizeof why, "no RDMA link within %u ms",
+             n->cfg.timeout_ms);
+    if (ALWAYS(c->rp != NULL)) conn_rdma_lost(c, why);
+  } else {
     conn_fail(c, 0, "timed out %s", what[c->state]);
+  }
+  net_leave(n);
+}
+
+/* ------------------------------------------------------------ RDMA path */
+
+/* kind = rdma (rdma.h): the link of an UP connection must come up within
+ * timeout_ms, like the connection itself. */
+static void conn_rdma_deadline(struct conn *c) {
+  ev_timer_stop(c->n->loop, &c->timer);
+  ev_timer_set(&c->timer, c->n->timeout_s, 0.);
+  ev_timer_start(c->n->loop, &c->timer);
+}
+
+/* The link failed or never came: with fallback, and while neither side
+ * has switched, the connection stays on TCP; else it breaks (and is made
+ * again, link and all). */
+static void conn_rdma_lost(struct conn *c, const char *why) {
+  struct smr_net *n = c->n;
+
+  if (c->dead) return;
+  if (n->rdma_fallback && !c->rdma_tx && !c->rdma_rx) {
+    net_log(n, "rdma link to %s failed (%s): the connection stays on TCP",
+            c->peer->id, why);
+    ev_timer_stop(n->loop, &c->timer);
+    smr_rdma_path_close(c->rp);
+    c->rp = NULL;
+    if (c->rdma_counted) n->st.rdma_links--;
+    c->rdma_counted = 0;
+    return;
+  }
+  conn_fail(c, 0, "%s", why);
+}
+
+/* Initiator: connect the link the verdict offered, from the address this
+ * connection's socket has (which picks the device). */
+static void dial_rdma(struct conn *c, const struct smr_net_hello *h) {
+  struct smr_net *n = c->n;
+  struct sockaddr_storage dst, src;
+  socklen_t dlen, slen = sizeof src;
+  char why[256];
+
+  if (smr_net_addr_parse(c->addr, 0, &dst, &dlen) < 0 ||
+      getsockname(c->fd, (struct sockaddr *)&src, &slen) < 0 ||
+      src.ss_family != dst.ss_family) {
+    conn_rdma_lost(c, "rdma: no address to connect the link from");
+    return;
+  }
+  if (dst.ss_family == AF_INET6) {
+    ((struct sockaddr_in6 *)&dst)->sin6_port = htons(h->rdma_port);
+    ((struct sockaddr_in6 *)&src)->sin6_port = 0;
+  } else {
+    ((struct sockaddr_in *)&dst)->sin_port = htons(h->rdma_port);
+    ((struct sockaddr_in *)&src)->sin_port = 0;
+  }
+  struct smr_rdma_path_cb cb = {c, on_rdma_up, on_rdma_input, on_rdma_failed};
+  int r = smr_rdma_path_connect(n->rdma, (struct sockaddr *)&dst,
+                                (struct sockaddr *)&src, h->token, &cb,
+                                &c->rp, why, sizeof why);
+  if (r < 0) {
+    c->rp = NULL;
+    conn_rdma_lost(c, why);
+    return;
+  }
+  conn_rdma_deadline(c);
+}
+
+static int buf_append(uint8_t **b, size_t *len, size_t *cap,
+                      const uint8_t *p, size_t n) {
+  if (*cap - *len < n) {
+    size_t want = *cap ? *cap : RBUF_MIN;
+    while (want - *len < n) want *= 2;
+    uint8_t *nb = realloc(*b, want);
+    if (nb == NULL) return -ENOMEM;
+    *b = nb;
+    *cap = want;
+  }
+  memcpy(*b + *len, p, n);
+  *len += n;
+  return 0;
+}
+
+/* One record from the link: first the switch record, then stream bytes,
+ * kept aside until TCP has delivered everything before the switch. */
+static void on_rdma_record(void *ctx, const uint8_t *rec, uint32_t len) {
+  static const uint8_t magic[8] = {'S', 'M', 'R', 'S', 0, 0, 0, 0};
+  struct conn *c = ctx;
+
+  if (c->rdma_bad) return;
+  if (!c->rdma_rx) {
+    if (len != SMR_RDMA_SWITCH_LEN || memcmp(rec, magic, 8) != 0) {
+      c->rdma_bad = 1;
+      return;
+    }
+    c->switch_at = 0;
+    for (int i = 0; i < 8; i++) c->switch_at |= (uint64_t)rec[8 + i] << (8 * i);
+    c->rdma_rx = 1;
+    return;
+  }
+  c->n->st.rdma_bytes_in += len;
+  int r = c->tls_in < c->switch_at
+              ? buf_append(&c->pend, &c->pend_len, &c->pend_cap, rec, len)
+              : buf_append(&c->rbuf, &c->rlen, &c->rcap, rec, len);
+  if (r < 0) c->rdma_bad = 1;
+}
+
+/* After TCP bytes or link records came: TCP must not pass the switch
+ * point, and once it reaches it the link's bytes follow in the buffer. */
+static void conn_rdma_merge(struct conn *c) {
+  if (!c->rdma_rx) return;
+  if (c->tls_in > c->switch_at) {
+    conn_fail(c, 1, "stream bytes over TCP after the switch to RDMA");
+    return;
+  }
+  if (c->tls_in == c->switch_at && c->pend_len > 0) {
+    if (buf_append(&c->rbuf, &c->rlen, &c->rcap, c->pend, c->pend_len) < 0) {
+      conn_fail(c, 0, "out of memory for the RDMA stream");
+      return;
+    }
+    free(c->pend);
+    c->pend = NULL;
+    c->pend_len = c->pend_cap = 0;
+  }
+}
+
+static void on_rdma_up(void *ctx) {
+  struct conn *c = ctx;
+  struct smr_net *n = c->n;
+
+  net_enter(n);
+  if (!c->dead && ALWAYS(c->state == C_UP)) {
+    ev_timer_stop(n->loop, &c->timer);
+    c->rdma_counted = 1;
+    n->st.rdma_links++;
+    net_log(n, "rdma link to %s up on %s", c->peer->id,
+            smr_rdma_path_device(c->rp));
+    net_want_flush(n); /* switch at the next write */
+  }
+  net_leave(n);
+}
+
+static void on_rdma_input(void *ctx) {
+  struct conn *c = ctx;
+  struct smr_net *n = c->n;
+
+  net_enter(n);
+  if (!c->dead) {
+    int r = smr_rdma_path_poll(c->rp, on_rdma_record, c);
+    if (r < 0) {
+      conn_fail(c, 0, "rdma: the link broke (%s)", strerror(-r));
+    } else if (c->rdma_bad) {
+      conn_fail(c, 1, "rdma: a record out of order, or no memory for it");
+    } else {
+      conn_rdma_merge(c);
+      if (!c->dead) conn_consume(c);
+      if (!c->dead && !n->closing && c->state == C_UP &&
+          (peer_queued(c->peer) > 0 || conn_switch_due(c)))
+        conn_write(c); /* credit may have come back */
+    }
+  }
+  net_leave(n);
+}
+
+static void on_rdma_failed(void *ctx, const char *why) {
+  struct conn *c = ctx;
+  struct smr_net *n = c->n;
+
+  net_enter(n);
+  conn_rdma_lost(c, why);
   net_leave(n);
 }
 
@@ -1047,6 +1351,11 @@ static void peer_connect(struct peer *p) {
   c->peer = p;
   p->out = c;
   c->state = C_CONNECTING;
+  if (n->srclen > 0 && n->src.ss_family == ss.ss_family &&
+      bind(fd, (struct sockaddr *)&n->src, n->srclen) < 0) {
+    conn_fail(c, 0, "bind to the listen address: %s", strerror(errno));
+    return;
+  }
   r = connect(fd, (struct sockaddr *)&ss, sslen);
   if (r < 0 && errno != EINPROGRESS) {
     conn_fail(c, 0, "%s", strerror(errno));
@@ -1138,7 +1447,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     ev_prepare_stop(loop, &n->prep);
     for (struct conn *c = n->conns; c != NULL && !n->closing; c = c->next) {
       if (c->dead || c->wblocked || c->wr_wants_read) continue;
-      if (c->ctl_off < c->ctl_len ||
+      if (c->ctl_off < c->ctl_len || conn_switch_due(c) ||
           (c->state == C_UP && peer_queued(c->peer) > 0)) {
         conn_write(c); /* on_writable may send more: prep restarts */
         if (!n->closing) conn_update(c);
@@ -1155,6 +1464,7 @@ static void conn_free(struct conn *c) {
   smr_assert(c->dead);
   if (c->ssl != NULL) SSL_free(c->ssl);
   free(c->rbuf);
+  free(c->pend);
   free(c);
 }
 
@@ -1201,6 +1511,7 @@ static void net_free(struct smr_net *n) {
     n->peers = p->next;
     peer_free(n, p);
   }
+  smr_rdma_ep_close(n->rdma);
   smr_tls_free(&n->tls);
   free(n);
 }
@@ -1251,10 +1562,59 @@ static int open_listener(struct smr_net *n, const char *addr, char *err,
   n->port = ntohs(ss.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)&ss)->sin6_port
                       : ((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    if (!IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) {
+      n->src = ss;
+      ((struct sockaddr_in6 *)&n->src)->sin6_port = 0;
+      n->srclen = sslen;
+    }
+  } else if (((struct sockaddr_in *)&ss)->sin_addr.s_addr != htonl(INADDR_ANY)) {
+    n->src = ss;
+    ((struct sockaddr_in *)&n->src)->sin_port = 0;
+    n->srclen = sslen;
+  }
   n->lfd = fd;
   ev_io_init(&n->lio, on_accept, fd, EV_READ);
   n->lio.data = n;
   ev_io_start(n->loop, &n->lio);
+  return 0;
+}
+
+static void net_rdma_log(void *ctx, const char *line) {
+  net_log(ctx, "%s", line);
+}
+
+/* kind = rdma: the endpoint listens at the member's address, on rdma_port
+ * or the TCP port, in the connection manager's port space.  Without a
+ * device: an error, or with fallback a log line and plain TCP. */
+static int open_rdma(struct smr_net *n, const struct smr_net_config *cfg,
+                     char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  const struct sockaddr *la = NULL;
+  char why[256];
+
+  n->rdma_fallback = cfg->rdma_fallback;
+  if (cfg->listen_addr != NULL &&
+      ALWAYS(smr_net_addr_parse(cfg->listen_addr, 1, &ss, &sslen) == 0)) {
+    uint16_t port = htons(cfg->rdma_port ? cfg->rdma_port : (uint16_t)n->port);
+    if (ss.ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&ss)->sin6_port = port;
+    else
+      ((struct sockaddr_in *)&ss)->sin_port = port;
+    la = (struct sockaddr *)&ss;
+  }
+  int r = smr_rdma_ep_open(n->loop, la, cfg->rdma_ring_bytes,
+                           (int)n->cfg.timeout_ms, net_rdma_log, n, &n->rdma,
+                           why, sizeof why);
+  if (r == 0) return 0;
+  n->rdma = NULL;
+  if (!cfg->rdma_fallback || r == -EINVAL) {
+    snprintf(err, errlen, "[transport] kind = rdma: %s", why);
+    return r;
+  }
+  net_log(n, "[transport] kind = rdma: %s; falling back to TCP", why);
   return 0;
 }
 
@@ -1331,6 +1691,15 @@ int smr_net_open(const struct smr_net_config *cfg, struct smr_net **out,
   }
   if (cfg->listen_addr != NULL &&
       (r = open_listener(n, cfg->listen_addr, err, errlen)) < 0) {
+    smr_tls_free(&n->tls);
+    free(n);
+    return r;
+  }
+  if (cfg->rdma && (r = open_rdma(n, cfg, err, errlen)) < 0) {
+    if (n->lfd >= 0) {
+      ev_io_stop(n->loop, &n->lio);
+      close(n->lfd);
+    }
     smr_tls_free(&n->tls);
     free(n);
     return r;

@@ -54,11 +54,13 @@ size_t smr_net_hello_encode(uint8_t *buf, size_t cap,
   size_t f, t, len;
 
   smr_assert(buf != NULL && h != NULL);
-  if (h->kind < SMR_NET_HELLO || h->kind > SMR_NET_REFUSE) return 0;
+  if (h->kind < SMR_NET_HELLO || h->kind > SMR_NET_ACCEPT_RDMA) return 0;
   if (!smr_net_id_valid(h->from) || !smr_net_id_valid(h->to)) return 0;
+  if (h->kind == SMR_NET_ACCEPT_RDMA && h->rdma_port == 0) return 0;
   f = strlen(h->from);
   t = strlen(h->to);
   len = SMR_NET_HELLO_FIXED + f + t;
+  if (h->kind == SMR_NET_ACCEPT_RDMA) len += SMR_NET_RDMA_OFFER_LEN;
   if (len > cap) return 0;
   memcpy(buf, hello_magic, 4);
   buf[4] = SMR_NET_HELLO_VERSION;
@@ -67,6 +69,12 @@ size_t smr_net_hello_encode(uint8_t *buf, size_t cap,
   memcpy(buf + 7, h->from, f);
   buf[7 + f] = (uint8_t)t;
   memcpy(buf + 8 + f, h->to, t);
+  if (h->kind == SMR_NET_ACCEPT_RDMA) {
+    uint8_t *o = buf + 8 + f + t;
+    o[0] = (uint8_t)(h->rdma_port >> 8);
+    o[1] = (uint8_t)h->rdma_port;
+    memcpy(o + 2, h->token, SMR_NET_TOKEN_LEN);
+  }
   return len;
 }
 
@@ -97,7 +105,7 @@ long smr_net_hello_parse(const uint8_t *buf, size_t len,
   if (len < 5) return 0;
   if (buf[4] != SMR_NET_HELLO_VERSION) return -EPROTO;
   if (len < 6) return 0;
-  if (buf[5] < SMR_NET_HELLO || buf[5] > SMR_NET_REFUSE) return -EBADMSG;
+  if (buf[5] < SMR_NET_HELLO || buf[5] > SMR_NET_ACCEPT_RDMA) return -EBADMSG;
   if (len < 7) return 0;
   r = hello_id(buf, len, 7, h->from);
   if (r <= 0) return r;
@@ -107,7 +115,16 @@ long smr_net_hello_parse(const uint8_t *buf, size_t len,
   if (r <= 0) return r;
   t = (size_t)r;
   h->kind = buf[5];
-  return (long)(SMR_NET_HELLO_FIXED + f + t);
+  h->rdma_port = 0;
+  memset(h->token, 0, sizeof h->token);
+  if (h->kind != SMR_NET_ACCEPT_RDMA) return (long)(SMR_NET_HELLO_FIXED + f + t);
+  const uint8_t *o = buf + SMR_NET_HELLO_FIXED + f + t;
+  if (len < SMR_NET_HELLO_FIXED + f + t + 2) return 0;
+  h->rdma_port = (uint16_t)(o[0] << 8 | o[1]);
+  if (h->rdma_port == 0) return -EBADMSG;
+  if (len < SMR_NET_HELLO_FIXED + f + t + SMR_NET_RDMA_OFFER_LEN) return 0;
+  memcpy(h->token, o + 2, SMR_NET_TOKEN_LEN);
+  return (long)(SMR_NET_HELLO_FIXED + f + t + SMR_NET_RDMA_OFFER_LEN);
 }
 
 /* -------------------------------------------------------------- addresses */

@@ -24,6 +24,15 @@
  * be named by the peer's certificate.  The encoding is canonical: a hello
  * that parses re-encodes to the same bytes.
  *
+ * With [transport] kind = rdma the initiator says HELLO_RDMA, and an
+ * acceptor that runs RDMA too answers ACCEPT_RDMA, which appends
+ *
+ *   8+F+T  2     the acceptor's RDMA connection manager port (big endian,
+ *                not 0)
+ *   10+F+T 16    a token: random bytes that the initiator's RDMA
+ *                connection request must carry, so an RDMA link belongs
+ *                to the connection this TLS channel authenticated
+ *
  * Verdicts: ACCEPT (the connection carries frames from now on), DUPLICATE
  * (the pair already has, or is about to have, its one connection: close
  * this one quietly), REFUSE (the acceptor refused the hello; it logs why).
@@ -42,7 +51,10 @@
 
 #define SMR_NET_HELLO_VERSION 1
 #define SMR_NET_HELLO_FIXED 8 /* magic, version, kind, two id lengths */
-#define SMR_NET_HELLO_MAX (SMR_NET_HELLO_FIXED + 2 * (SMR_ID_MAX - 1))
+#define SMR_NET_TOKEN_LEN 16
+#define SMR_NET_RDMA_OFFER_LEN (2 + SMR_NET_TOKEN_LEN)
+#define SMR_NET_HELLO_MAX \
+  (SMR_NET_HELLO_FIXED + 2 * (SMR_ID_MAX - 1) + SMR_NET_RDMA_OFFER_LEN)
 /* "[" ipv6 "]:" port, NUL: the longest text smr_net_addr_format() makes. */
 #define SMR_NET_ADDRSTR_MAX 56
 
@@ -50,13 +62,17 @@ enum smr_net_hello_kind {
   SMR_NET_HELLO = 1,     /* initiator: who I am, whom I want */
   SMR_NET_ACCEPT = 2,    /* acceptor: this is the pair's connection */
   SMR_NET_DUPLICATE = 3, /* acceptor: the pair keeps another connection */
-  SMR_NET_REFUSE = 4     /* acceptor: hello refused (reason in its log) */
+  SMR_NET_REFUSE = 4,    /* acceptor: hello refused (reason in its log) */
+  SMR_NET_HELLO_RDMA = 5, /* initiator: HELLO, and I run RDMA */
+  SMR_NET_ACCEPT_RDMA = 6 /* acceptor: ACCEPT; connect RDMA with this token */
 };
 
 struct smr_net_hello {
   uint8_t kind;
   char from[SMR_ID_MAX];
   char to[SMR_ID_MAX];
+  uint16_t rdma_port;                 /* ACCEPT_RDMA only */
+  uint8_t token[SMR_NET_TOKEN_LEN];   /* ACCEPT_RDMA only */
 };
 
 /* Encodes h into buf; returns its length, or 0 if cap is too small, the

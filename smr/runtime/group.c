@@ -637,6 +637,9 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
       .tls_cert = cfg->tls_cert,
       .tls_key = cfg->tls_key,
       .insecure = cfg->insecure,
+      .rdma = cfg->rdma,
+      .rdma_fallback = cfg->rdma_fallback,
+      .rdma_port = cfg->rdma_port,
       .max_queue_bytes = 64u << 20,
       .reconnect_ms = 50,
       .ctx = g,
@@ -834,4 +837,11 @@ void smr_status(struct smr *g, struct smr_status *st) {
   st->checkpoint_pos = ss.checkpoint_pos;
   st->log_bytes = ss.log_bytes;
   st->fsyncs = ss.fsyncs;
+  struct smr_net_stats ns;
+  smr_net_stats(g->net, &ns);
+  st->transport = g->cfg.rdma ? "rdma" : "tcp";
+  st->peers_up = ns.peers_up;
+  st->rdma_links = ns.rdma_links;
+  st->rdma_bytes_out = ns.rdma_bytes_out;
+  st->rdma_bytes_in = ns.rdma_bytes_in;
 }

@@ -185,6 +185,13 @@ static int handler(void *user, const char *sec, const char *key,
       return bad(p, "[transport] kind = %s: must be tcp or rdma", val);
     return copy(p, sec, key, val, c->kind, sizeof(c->kind));
   }
+  if (IS("transport", "rdma_fallback"))
+    return bool_value(p, sec, key, val, &c->rdma_fallback);
+  if (IS("transport", "rdma_port")) {
+    if (!uint_value(p, sec, key, val, 1, 65535, &u)) return 0;
+    c->rdma_port = (uint16_t)u;
+    return 1;
+  }
   if (IS("transport", "tls_ca"))
     return copy(p, sec, key, val, c->tls_ca, sizeof(c->tls_ca));
   if (IS("transport", "tls_cert"))
@@ -346,12 +353,6 @@ int smrd_config_load(const char *file, struct smrd_config *cfg, char *err,
                     "%s: [transport] insecure = yes together with TLS files: "
                     "choose one",
                     file),
-           -1;
-  if (strcmp(cfg->kind, "tcp") != 0)
-    return snprintf(err, errlen,
-                    "%s: [transport] kind = %s is not available in this "
-                    "build (tcp is)",
-                    file, cfg->kind),
            -1;
   if (strcmp(cfg->service, "kv") != 0)
     return snprintf(err, errlen,

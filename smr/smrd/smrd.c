@@ -359,6 +359,13 @@ static json_t *cmd_status(struct smrd *d) {
       (json_int_t)getpid(), "incarnation", (json_int_t)st.incarnation,
       "started_at", d->started_at, "state", st.state, "quorum_lost",
       st.quorum_lost, "pending", (json_int_t)st.pending);
+  json_object_set_new(
+      r, "transport",
+      json_pack("{s:s,s:I,s:I,s:I,s:I}", "kind", st.transport, "peers_up",
+                (json_int_t)st.peers_up, "rdma_links",
+                (json_int_t)st.rdma_links, "rdma_bytes_out",
+                (json_int_t)st.rdma_bytes_out, "rdma_bytes_in",
+                (json_int_t)st.rdma_bytes_in));
   /* The VIP follows the primary (no VIP configured: null). */
   json_object_set_new(r, "vip_owner", d->cfg.vip_address[0]
                                           ? json_string(leader)
@@ -420,6 +427,14 @@ static json_t *cmd_metrics(struct smrd *d) {
     st.suspicions);
   M("smr_refused_frames_total", "counter",
     "Well-formed frames from members that made no sense.", st.refused_frames);
+  M("smr_transport_peers_up", "gauge", "Member connections up now.",
+    st.peers_up);
+  M("smr_rdma_links", "gauge", "RDMA links up now (kind = rdma).",
+    st.rdma_links);
+  M("smr_rdma_bytes_out_total", "counter", "Stream bytes sent over RDMA.",
+    st.rdma_bytes_out);
+  M("smr_rdma_bytes_in_total", "counter", "Stream bytes received over RDMA.",
+    st.rdma_bytes_in);
   M("smr_applied_position", "gauge", "Position of the last applied request.",
     st.applied);
   M("smr_stable_sequence", "gauge", "Sequence number stable in the view.",
@@ -627,6 +642,9 @@ int main(int argc, char **argv) {
       .tls_cert = d.cfg.tls_cert[0] ? d.cfg.tls_cert : NULL,
       .tls_key = d.cfg.tls_key[0] ? d.cfg.tls_key : NULL,
       .insecure = d.cfg.insecure,
+      .rdma = strcmp(d.cfg.kind, "rdma") == 0,
+      .rdma_fallback = d.cfg.rdma_fallback,
+      .rdma_port = d.cfg.rdma_port,
       .service = d.wrapped_ops,
       .service_ctx = d.conns,
       .ctx = &d,

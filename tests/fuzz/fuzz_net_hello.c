@@ -45,14 +45,16 @@ static void check_hello(const uint8_t *data, size_t size) {
   long r = smr_net_hello_parse(data, size, &h);
   FUZZ_CHECK(size <= PREFIX_MAX || first == 0 || r == first);
   if (r <= 0) return;
-  FUZZ_CHECK(h.kind >= SMR_NET_HELLO && h.kind <= SMR_NET_REFUSE);
+  FUZZ_CHECK(h.kind >= SMR_NET_HELLO && h.kind <= SMR_NET_ACCEPT_RDMA);
+  FUZZ_CHECK((h.kind == SMR_NET_ACCEPT_RDMA) == (h.rdma_port != 0));
   FUZZ_CHECK(smr_net_id_valid(h.from) && smr_net_id_valid(h.to));
   size_t n = smr_net_hello_encode(again, sizeof again, &h);
   FUZZ_CHECK(n == (size_t)r && memcmp(again, data, n) == 0);
   FUZZ_CHECK(smr_net_hello_encode(again, n - 1, &h) == 0);
   FUZZ_CHECK(smr_net_hello_parse(again, n, &h2) == (long)n);
   FUZZ_CHECK(h2.kind == h.kind && strcmp(h2.from, h.from) == 0 &&
-             strcmp(h2.to, h.to) == 0);
+             strcmp(h2.to, h.to) == 0 && h2.rdma_port == h.rdma_port &&
+             memcmp(h2.token, h.token, sizeof h.token) == 0);
 }
 
 static int same_addr(const struct sockaddr_storage *a,

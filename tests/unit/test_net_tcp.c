@@ -15,6 +15,13 @@
  * if the deadline passes.  SIGPIPE is left at its default, so a transport
  * that raised it would kill the test.
  *
+ * kind = rdma: on a machine without an RDMA device (the host) the tests
+ * check that opening says so, and that rdma_fallback keeps members on TCP.
+ * With SMR_TEST_RDMA_HOSTS=ip1,ip2,ip3 (addresses of RDMA devices, e.g.
+ * soft-RoCE in the VM: tests/vm/guest_rxe.sh) only the RDMA tests run, with
+ * members on those addresses: frames over links, links lost and made
+ * again, and a member without RDMA refused.
+ *
  * SMR_TEST_VERBOSE=1 prints every transport log line. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -225,6 +232,7 @@ struct opts {
   const char *listen;
   size_t max_queue;
   uint32_t reconnect_ms, timeout_ms;
+  int rdma, rdma_fallback;
 };
 
 static struct rx *rx_of(struct node *nd, const char *peer) {
@@ -347,6 +355,8 @@ static int node_try(struct node *nd, struct ev_loop *loop, const char *id,
   cfg.max_queue_bytes = o->max_queue;
   cfg.reconnect_ms = o->reconnect_ms ? o->reconnect_ms : 10;
   cfg.timeout_ms = o->timeout_ms;
+  cfg.rdma = o->rdma;
+  cfg.rdma_fallback = o->rdma_fallback;
   cfg.ctx = nd;
   cfg.on_frame = on_frame;
   cfg.on_peer_lost = on_peer_lost;
@@ -355,10 +365,10 @@ static int node_try(struct node *nd, struct ev_loop *loop, const char *id,
   int r = smr_net_open(&cfg, &nd->net, errbuf, errlen);
   if (r == 0) {
     nd->port = smr_net_port(nd->net);
-    if (cfg.listen_addr[0] == '[')
-      snprintf(nd->addr, sizeof nd->addr, "[::1]:%d", nd->port);
-    else
-      snprintf(nd->addr, sizeof nd->addr, "127.0.0.1:%d", nd->port);
+    /* The listening host, with the port it got. */
+    const char *colon = strrchr(cfg.listen_addr, ':');
+    snprintf(nd->addr, sizeof nd->addr, "%.*s:%d",
+             (int)(colon - cfg.listen_addr), cfg.listen_addr, nd->port);
   }
   return r;
 }
@@ -1315,6 +1325,178 @@ static void test_close_in_callbacks(void **state) {
   ev_loop_destroy(loop);
 }
 
+/* ------------------------------------------------------------- kind = rdma */
+
+static int rdma_device_missing(int r, const char *err) {
+  return r == -ENODEV && (strstr(err, "no RDMA device") != NULL ||
+                          strstr(err, "this build has no RDMA") != NULL);
+}
+
+/* Without a device (or in a build without RDMA) kind = rdma is refused
+ * with the reason, unless it may fall back to TCP. */
+static void test_rdma_without_device(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.rdma = 1};
+  struct node m[2];
+  char err[256];
+
+  (void)state;
+  int r = node_try(&m[0], loop, "n1", &o, err, sizeof err);
+  if (r == 0) { /* a machine with a device: refused only on loopback */
+    node_close(&m[0]);
+    ev_loop_destroy(loop);
+    skip();
+  }
+  if (!rdma_device_missing(r, err)) fail_msg("open: %d %s", r, err);
+  assert_non_null(strstr(err, "[transport] kind = rdma: "));
+  /* With fallback: a log line, then plain TCP; a TCP-only member talks to
+   * it either way. */
+  o.rdma_fallback = 1;
+  node_open(&m[0], loop, "n1", &o);
+  assert_true(has_log(&m[0], "falling back to TCP"));
+  node_open(&m[1], loop, "n2", NULL);
+  exchange(m, 2, 500);
+  assert_int_equal(stats(&m[0]).rdma_links, 0);
+  assert_int_equal(stats(&m[0]).rdma_bytes_out, 0);
+  node_close(&m[0]);
+  node_close(&m[1]);
+  ev_loop_destroy(loop);
+}
+
+static char rdma_hosts[3][40];
+
+static int rdma_hosts_parse(void) {
+  const char *e = getenv("SMR_TEST_RDMA_HOSTS");
+  if (e == NULL || e[0] == '\0') return 0;
+  int n = 0;
+  while (n < 3 && *e) {
+    size_t l = strcspn(e, ",");
+    snprintf(rdma_hosts[n++], sizeof rdma_hosts[0], "%.*s", (int)l, e);
+    e += l + (e[l] == ',');
+  }
+  return n == 3;
+}
+
+static void rdma_open(struct node *nd, struct ev_loop *loop, int i,
+                      struct opts *o, int port) {
+  char listen[160];
+  snprintf(listen, sizeof listen, "%s:%d", rdma_hosts[i], port);
+  o->listen = listen;
+  char id[8];
+  snprintf(id, sizeof id, "n%d", i + 1);
+  node_open(nd, loop, id, o);
+  o->listen = NULL;
+}
+
+static int all_links(struct node *m, int nn) {
+  for (int i = 0; i < nn; i++)
+    if (stats(&m[i]).rdma_links != (uint64_t)(nn - 1)) return 0;
+  return 1;
+}
+
+/* Three members over RDMA: every pair's frames move to its link; small
+ * and large frames arrive whole and in order, both ways. */
+static void test_rdma_three_members(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.rdma = 1, .max_queue = 64u << 20};
+  struct node m[3];
+
+  (void)state;
+  for (int i = 0; i < 3; i++) rdma_open(&m[i], loop, i, &o, 0);
+  exchange(m, 3, 2000);
+  RUN_UNTIL(loop, DEADLINE, all_links(m, 3));
+  /* Now on the links: more, with frames up to 600 KB (several records). */
+  for (uint64_t s = 2000; s < 2300; s++)
+    for (int i = 0; i < 3; i++)
+      for (int j = 0; j < 3; j++)
+        if (i != j)
+          assert_int_equal(
+              send_seq(&m[i], &m[j], s, (s % 50 == 0) ? 600000 : 1 + (size_t)s % 3000),
+              0);
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      if (i != j) RUN_UNTIL(loop, DEADLINE, got(&m[i], m[j].id) == 2300);
+  for (int i = 0; i < 3; i++) {
+    struct smr_net_stats st = stats(&m[i]);
+    if (m[i].bad) dump_log(&m[i]);
+    assert_int_equal(m[i].bad, 0);
+    assert_int_equal(m[i].lost, 0);
+    assert_int_equal(st.connects, 2);
+    assert_int_equal(st.rdma_links, 2);
+    assert_true(st.rdma_bytes_out > 2 * 6 * 600000);
+    assert_true(st.rdma_bytes_in > 2 * 6 * 600000);
+    assert_true(has_log(&m[i], "rdma link to"));
+  }
+  for (int i = 0; i < 3; i++) node_close(&m[i]);
+  ev_loop_destroy(loop);
+}
+
+/* A member goes away: its link breaks, the others report it lost; it
+ * comes back on the same port and gets a new link and the rest. */
+static void test_rdma_lost_and_back(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.rdma = 1, .reconnect_ms = 20};
+  struct node a, b;
+  uint64_t s = 0;
+
+  (void)state;
+  rdma_open(&a, loop, 0, &o, 0);
+  rdma_open(&b, loop, 1, &o, 0);
+  a.gaps_ok = 1;
+  for (; s < 2000; s++) assert_int_equal(send_seq(&a, &b, s, 100), 0);
+  RUN_UNTIL(loop, DEADLINE, got(&b, "n1") == 2000 && stats(&a).rdma_links == 1);
+  int port = b.port;
+  node_close(&b);
+  /* Posted to a link whose peer is gone: lost, as the contract allows. */
+  for (; s < 3000; s++) assert_int_equal(send_seq(&a, &b, s, 100), 0);
+  RUN_UNTIL(loop, DEADLINE, a.lost == 1);
+  assert_int_equal(stats(&a).rdma_links, 0);
+  /* Queued while n2 is away: they wait for the next connection. */
+  for (; s < 4000; s++) assert_int_equal(send_seq(&a, &b, s, 100), 0);
+  rdma_open(&b, loop, 1, &o, port);
+  b.gaps_ok = 1;
+  RUN_UNTIL(loop, DEADLINE, rx_of(&b, "n1")->next == 4000);
+  RUN_UNTIL(loop, DEADLINE, stats(&a).rdma_links == 1 && stats(&b).rdma_links == 1);
+  assert_int_equal(b.bad, 0);
+  assert_int_equal(send_seq(&b, &a, 0, 0), 0);
+  RUN_UNTIL(loop, DEADLINE, got(&a, "n2") == 1);
+  assert_int_equal(stats(&a).connects, 2);
+  node_close(&a);
+  node_close(&b);
+  ev_loop_destroy(loop);
+}
+
+/* Without fallback, an RDMA member refuses a TCP-only one, and says why;
+ * with fallback it keeps that pair on TCP while its other pair uses
+ * RDMA. */
+static void test_rdma_mixed(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts r = {.rdma = 1, .reconnect_ms = 20}, t = {.reconnect_ms = 20};
+  struct node m[3];
+
+  (void)state;
+  rdma_open(&m[0], loop, 0, &r, 0);
+  rdma_open(&m[1], loop, 1, &t, 0);
+  assert_int_equal(send_seq(&m[1], &m[0], 0, 0), 0);
+  assert_int_equal(send_seq(&m[0], &m[1], 0, 0), 0);
+  /* Whichever dials first: n1 refuses n2's hello, or n2's verdict. */
+  RUN_UNTIL(loop, DEADLINE, has_log(&m[0], "connects without RDMA") ||
+                                has_log(&m[0], "does not offer RDMA"));
+  assert_int_equal(got(&m[0], "n2") + got(&m[1], "n1"), 0);
+  node_close(&m[0]);
+  node_close(&m[1]);
+  r.rdma_fallback = 1;
+  rdma_open(&m[0], loop, 0, &r, 0);
+  rdma_open(&m[1], loop, 1, &t, 0);
+  rdma_open(&m[2], loop, 2, &r, 0);
+  exchange(m, 3, 300);
+  RUN_UNTIL(loop, DEADLINE, stats(&m[0]).rdma_links == 1 && stats(&m[2]).rdma_links == 1);
+  assert_int_equal(stats(&m[1]).rdma_links, 0);
+  assert_true(has_log(&m[0], "stays on TCP"));
+  for (int i = 0; i < 3; i++) node_close(&m[i]);
+  ev_loop_destroy(loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_errors),
@@ -1341,6 +1523,14 @@ int main(void) {
       cmocka_unit_test(test_pending_cap),
       cmocka_unit_test(test_close_in_callbacks),
       cmocka_unit_test(test_throughput),
+      cmocka_unit_test(test_rdma_without_device),
   };
+  const struct CMUnitTest rdma_tests[] = {
+      cmocka_unit_test(test_rdma_three_members),
+      cmocka_unit_test(test_rdma_lost_and_back),
+      cmocka_unit_test(test_rdma_mixed),
+  };
+  if (rdma_hosts_parse())
+    return cmocka_run_group_tests(rdma_tests, group_setup, group_teardown);
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -105,6 +105,10 @@ static size_t encode(uint8_t *buf, uint8_t kind, const char *from,
   h.kind = kind;
   snprintf(h.from, sizeof h.from, "%s", from);
   snprintf(h.to, sizeof h.to, "%s", to);
+  if (kind == SMR_NET_ACCEPT_RDMA) {
+    h.rdma_port = 0x1b58; /* 7000 */
+    for (int i = 0; i < SMR_NET_TOKEN_LEN; i++) h.token[i] = (uint8_t)(0xa0 + i);
+  }
   return smr_net_hello_encode(buf, SMR_NET_HELLO_MAX, &h);
 }
 
@@ -124,20 +128,52 @@ static void test_hello_layout(void **state) {
   assert_int_equal(h.kind, SMR_NET_HELLO);
   assert_string_equal(h.from, "n1");
   assert_string_equal(h.to, "nx2");
-  /* The longest ids fill SMR_NET_HELLO_MAX exactly. */
+  /* The longest ids with an RDMA offer fill SMR_NET_HELLO_MAX exactly. */
   const char *l = "abcdefghijklmnopqrstuvwxyz01234";
-  assert_int_equal(encode(buf, SMR_NET_REFUSE, l, l), SMR_NET_HELLO_MAX);
+  assert_int_equal(encode(buf, SMR_NET_REFUSE, l, l),
+                   SMR_NET_HELLO_MAX - SMR_NET_RDMA_OFFER_LEN);
+  assert_int_equal(encode(buf, SMR_NET_ACCEPT_RDMA, l, l), SMR_NET_HELLO_MAX);
   assert_int_equal(smr_net_hello_parse(buf, SMR_NET_HELLO_MAX, &h),
                    SMR_NET_HELLO_MAX);
   assert_string_equal(h.from, l);
   /* What the encoder refuses. */
   assert_int_equal(encode(buf, 0, "n1", "n2"), 0);
-  assert_int_equal(encode(buf, SMR_NET_REFUSE + 1, "n1", "n2"), 0);
+  assert_int_equal(encode(buf, SMR_NET_ACCEPT_RDMA + 1, "n1", "n2"), 0);
+  struct smr_net_hello z = {.kind = SMR_NET_ACCEPT_RDMA, .from = "n1",
+                            .to = "n2"}; /* port 0 */
+  assert_int_equal(smr_net_hello_encode(buf, sizeof buf, &z), 0);
   assert_int_equal(encode(buf, SMR_NET_HELLO, "", "n2"), 0);
   assert_int_equal(encode(buf, SMR_NET_HELLO, "n1", "n 2"), 0);
   struct smr_net_hello g = {.kind = SMR_NET_ACCEPT, .from = "n1", .to = "n2"};
   assert_int_equal(smr_net_hello_encode(buf, 10, &g), 0);
   assert_int_equal(smr_net_hello_encode(buf, 12, &g), 12);
+}
+
+/* ACCEPT_RDMA: the ids, then the port (big endian) and the token. */
+static void test_hello_rdma_offer(void **state) {
+  static const uint8_t head[] = {0x73, 0x6d, 0x72, 0x6e, 1, 6, 2, 'n', '1',
+                                 2,    'n',  '2',  0x1b, 0x58};
+  uint8_t buf[SMR_NET_HELLO_MAX];
+  struct smr_net_hello h;
+
+  (void)state;
+  size_t n = encode(buf, SMR_NET_ACCEPT_RDMA, "n1", "n2");
+  assert_int_equal(n, sizeof head + SMR_NET_TOKEN_LEN);
+  assert_memory_equal(buf, head, sizeof head);
+  for (int i = 0; i < SMR_NET_TOKEN_LEN; i++)
+    assert_int_equal(buf[sizeof head + i], 0xa0 + i);
+  assert_int_equal(smr_net_hello_parse(buf, n, &h), (long)n);
+  assert_int_equal(h.kind, SMR_NET_ACCEPT_RDMA);
+  assert_int_equal(h.rdma_port, 7000);
+  assert_memory_equal(h.token, buf + sizeof head, SMR_NET_TOKEN_LEN);
+  for (size_t k = 0; k < n; k++) assert_int_equal(smr_net_hello_parse(buf, k, &h), 0);
+  /* Port 0 is refused as soon as both its bytes are in. */
+  buf[12] = buf[13] = 0;
+  assert_int_equal(smr_net_hello_parse(buf, 13, &h), 0);
+  assert_int_equal(smr_net_hello_parse(buf, 14, &h), -EBADMSG);
+  assert_int_equal(smr_net_hello_parse(buf, n, &h), -EBADMSG);
+  /* HELLO_RDMA carries nothing more than HELLO. */
+  assert_int_equal(encode(buf, SMR_NET_HELLO_RDMA, "n1", "n2"), 12);
 }
 
 static void test_hello_prefixes_and_corruption(void **state) {
@@ -146,7 +182,7 @@ static void test_hello_prefixes_and_corruption(void **state) {
   size_t n;
 
   (void)state;
-  for (uint8_t kind = SMR_NET_HELLO; kind <= SMR_NET_REFUSE; kind++) {
+  for (uint8_t kind = SMR_NET_HELLO; kind <= SMR_NET_ACCEPT_RDMA; kind++) {
     n = encode(good, kind, "member-7", "n2");
     assert_true(n > 0);
     for (size_t k = 0; k < n; k++)
@@ -181,8 +217,10 @@ static void test_hello_prefixes_and_corruption(void **state) {
           }
           assert_int_equal(first, r);
         } else {
-          /* A longer id length: needs bytes that are not there yet. */
-          assert_true(pos == 6 || pos == 9 + 6);
+          /* A longer id length, or a kind that turned into ACCEPT_RDMA:
+           * needs bytes that are not there yet. */
+          assert_true(pos == 6 || pos == 9 + 6 ||
+                      (pos == 5 && v == SMR_NET_ACCEPT_RDMA));
         }
       }
   }
@@ -195,6 +233,7 @@ int main(void) {
       cmocka_unit_test(test_addr_parse),
       cmocka_unit_test(test_hello_layout),
       cmocka_unit_test(test_hello_prefixes_and_corruption),
+      cmocka_unit_test(test_hello_rdma_offer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

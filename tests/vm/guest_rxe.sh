@@ -43,6 +43,7 @@
 #                                                 one veth pair, no bridge)
 #   RXE_BW_ITERS, RXE_LAT_ITERS: perftest -n (defaults 500 and 300)
 #   RXE_PROBE_RECORDS: rdma_probe's record count (default 20000)
+#   RXE_SKIP_PERFTEST=1: leave out rping and perftest (steps 3-5)
 #
 # Every step is bounded (timeout); servers are awaited by polling for
 # their listening socket (perftest: TCP, `ss`) or rdma_cm id (rping:
@@ -162,6 +163,9 @@ for ((i = 1; i <= members; i++)); do
   fi
 done
 
+bw12=
+if [[ -z ${RXE_SKIP_PERFTEST:-} ]]; then
+
 # ---- 3. rping (rdma_cm) between every pair --------------------------------------
 port=7174
 for ((i = 1; i <= members; i++)); do
@@ -276,6 +280,8 @@ if [[ -n $bw12 && -n $lat12 ]]; then
   fi
 fi
 
+fi # RXE_SKIP_PERFTEST
+
 # ---- 6. the project's RDMA link (rdma_probe) ------------------------------------
 probe=${build:+$build/tests/vm/rdma_probe}
 if [[ -z $probe ]]; then
@@ -308,6 +314,22 @@ else
   else
     fail "rdma_probe ${RXE_IP[1]} -> ${RXE_IP[2]}: client exit $crc, server exit $src (logs follow)"
     tail -5 "$LOG/probe.cli" "$LOG/probe.srv"
+  fi
+fi
+
+# ---- 6b. the transport over RDMA (test_net_tcp's RDMA tests) ---------------------
+unit=${build:+$build/tests/unit/test_net_tcp}
+if [[ -n $unit && -x $unit && $members -ge 3 ]]; then
+  ts=$EPOCHREALTIME
+  SMR_TEST_RDMA_HOSTS="${RXE_IP[1]},${RXE_IP[2]},${RXE_IP[3]}" \
+    timeout -k 2 180 "$unit" >"$LOG/unit.log" 2>&1
+  urc=$?
+  t=$(awk -v a="$ts" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  if [[ $urc -eq 0 ]]; then
+    pass "transport over RDMA (test_net_tcp, SMR_TEST_RDMA_HOSTS): $(grep -c '^\[       OK' "$LOG/unit.log") tests [$t s]"
+  else
+    fail "transport over RDMA (test_net_tcp): exit $urc (log follows)"
+    grep -v '^\[ *\(RUN\|OK\) ' "$LOG/unit.log" | tail -30
   fi
 fi
 

@@ -64,6 +64,12 @@ struct smr_config {
   uint32_t heartbeat_ms, suspect_ms;
   const char *tls_ca, *tls_cert, *tls_key; /* all three, or insecure */
   int insecure;
+  /* [transport] kind = rdma: frames between members go over RDMA links
+   * (the TCP connection authenticates and sets them up).  rdma_fallback:
+   * stay on TCP where no link can be made instead of failing; rdma_port:
+   * the connection manager's port (0: the member's TCP port). */
+  int rdma, rdma_fallback;
+  uint16_t rdma_port;
   const struct smr_service_ops *service;
   void *service_ctx;
   void *ctx;
@@ -105,6 +111,10 @@ struct smr_status {
   uint8_t digest[SMR_DIGEST_LEN]; /* of the service state now */
   uint64_t views_installed, delivered_total, suspicions, refused_frames;
   uint64_t log_bytes, fsyncs;
+  /* The transport: "tcp" or "rdma" (as configured), its RDMA links up now
+   * and the bytes they carried. */
+  const char *transport;
+  uint64_t peers_up, rdma_links, rdma_bytes_out, rdma_bytes_in;
 };
 
 int smr_open(const struct smr_config *cfg, struct smr **out, char *err,

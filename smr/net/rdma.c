@@ -1,0 +1,308 @@
+/* rdma.c -- endpoints and paths of the RDMA data path on a libev loop
+ * (design in rdma.h; the verbs themselves are in rdma_link.c).
+ *
+ * Watchers.  An endpoint watches its listener's connection manager
+ * channel.  A path watches its link's own connection manager channel
+ * (setup steps, then DISCONNECTED) and, once the link is up, its
+ * completion channel.  Every fd is non-blocking and every handler takes
+ * what is there and returns, so nothing here waits.
+ *
+ * Tokens.  An acceptor's path is on the endpoint's list of expected
+ * paths, with its 16 random bytes (OpenSSL's RAND_bytes), until a request
+ * carrying them arrives; the comparison is constant-time.  A request with
+ * an unknown token is rejected and counted; it never reaches the caller.
+ * A token is good for one link.
+ *
+ * Callbacks are the last thing a handler does, so the caller may close
+ * the path (and free it) from inside one. */
+#include "rdma.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <infiniband/verbs.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "assert.h"
+#include "rdma_link.h"
+
+#define MAX_RECORD (256u << 10)
+
+struct smr_rdma_ep {
+  struct ev_loop *loop;
+  struct smr_rdma_listener *l;
+  ev_io lio;
+  struct smr_rdma_link_opts o;
+  struct smr_rdma_path *expecting;
+  void (*log)(void *ctx, const char *line);
+  void *log_ctx;
+  uint64_t refused;
+};
+
+struct smr_rdma_path {
+  struct smr_rdma_ep *ep;
+  struct smr_rdma_path *next; /* on ep->expecting */
+  int expecting;
+  uint8_t token[SMR_NET_TOKEN_LEN];
+  struct smr_rdma_link *k;
+  ev_io cmio, cqio;
+  struct smr_rdma_path_cb cb;
+};
+
+static void ep_log(struct smr_rdma_ep *ep, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void ep_log(struct smr_rdma_ep *ep, const char *fmt, ...) {
+  char line[320];
+  va_list ap;
+  if (ep->log == NULL) return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  ep->log(ep->log_ctx, line);
+}
+
+static void unexpect(struct smr_rdma_path *p) {
+  if (!p->expecting) return;
+  for (struct smr_rdma_path **pp = &p->ep->expecting; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  p->expecting = 0;
+  p->next = NULL;
+}
+
+static void path_stop(struct smr_rdma_path *p) {
+  ev_io_stop(p->ep->loop, &p->cmio);
+  ev_io_stop(p->ep->loop, &p->cqio);
+}
+
+/* ------------------------------------------------------------ handlers */
+
+static void on_path_cq(struct ev_loop *loop, ev_io *w, int revents) {
+  struct smr_rdma_path *p = w->data;
+  (void)loop;
+  (void)revents;
+  if (smr_rdma_link_arm(p->k) < 0) {
+    path_stop(p);
+    p->cb.failed(p->cb.ctx, "rdma: the completion queue failed");
+    return;
+  }
+  p->cb.input(p->cb.ctx);
+}
+
+static void on_path_cm(struct ev_loop *loop, ev_io *w, int revents) {
+  struct smr_rdma_path *p = w->data;
+  char why[256];
+  (void)revents;
+  int rc = smr_rdma_link_cm_step(p->k, why, sizeof why);
+  if (rc < 0) {
+    path_stop(p);
+    p->cb.failed(p->cb.ctx, why);
+    return;
+  }
+  if (rc == 1) {
+    ev_io_set(&p->cqio, smr_rdma_link_cq_fd(p->k), EV_READ);
+    ev_io_start(loop, &p->cqio);
+    p->cb.up(p->cb.ctx);
+  }
+}
+
+static void on_listen(struct ev_loop *loop, ev_io *w, int revents) {
+  struct smr_rdma_ep *ep = w->data;
+  (void)revents;
+  for (;;) {
+    struct smr_rdma_link *k = NULL;
+    uint8_t extra[SMR_RDMA_EXTRA_MAX];
+    size_t elen = 0;
+    char why[256];
+    int rc = smr_rdma_listener_next(ep->l, &ep->o, &k, extra, &elen, why,
+                                    sizeof why);
+    if (rc == 0) return;
+    if (rc < 0) {
+      ep->refused++;
+      ep_log(ep, "refused an RDMA link request: %s", why);
+      if (rc == -EAGAIN || rc == -EINTR) return;
+      continue;
+    }
+    struct smr_rdma_path *p = NULL;
+    /* (RoCE pads the private data of a request to its full size, so the
+     * token is the first 16 of the extra bytes.) */
+    if (elen >= SMR_NET_TOKEN_LEN)
+      for (p = ep->expecting; p != NULL; p = p->next)
+        if (CRYPTO_memcmp(p->token, extra, SMR_NET_TOKEN_LEN) == 0) break;
+    if (p == NULL) {
+      ep->refused++;
+      ep_log(ep, "refused an RDMA link request: no such token");
+      smr_rdma_link_reject(k);
+      smr_rdma_link_close(k);
+      continue;
+    }
+    unexpect(p);
+    p->k = k;
+    if (smr_rdma_link_accept(k, why, sizeof why) < 0) {
+      /* The path stays without a link: its owner's deadline for the
+       * link (timeout_ms) ends it. */
+      ep_log(ep, "%s", why);
+      smr_rdma_link_close(k);
+      p->k = NULL;
+      continue;
+    }
+    ev_io_init(&p->cmio, on_path_cm, smr_rdma_link_cm_fd(k), EV_READ);
+    p->cmio.data = p;
+    ev_io_start(loop, &p->cmio);
+  }
+}
+
+/* ------------------------------------------------------------ interface */
+
+int smr_rdma_ep_open(struct ev_loop *loop, const struct sockaddr *addr,
+                     uint32_t ring_bytes, int timeout_ms,
+                     void (*log)(void *ctx, const char *line), void *log_ctx,
+                     struct smr_rdma_ep **out, char *err, size_t errlen) {
+  int ndev = 0;
+  struct ibv_device **devs = ibv_get_device_list(&ndev);
+  if (devs != NULL) ibv_free_device_list(devs);
+  if (ndev <= 0) {
+    snprintf(err, errlen, "no RDMA device found (ibv_devices lists none; "
+             "soft-RoCE: rdma link add rxe0 type rxe netdev IFACE)");
+    return -ENODEV;
+  }
+  if (ring_bytes == 0) ring_bytes = SMR_RDMA_DEFAULT_RING;
+  if (ring_bytes < 4 * MAX_RECORD || (ring_bytes & (ring_bytes - 1)) != 0) {
+    snprintf(err, errlen, "rdma ring of %u bytes: must be a power of two of "
+             "at least %u", ring_bytes, 4 * MAX_RECORD);
+    return -EINVAL;
+  }
+  struct smr_rdma_ep *ep = calloc(1, sizeof *ep);
+  if (ep == NULL) return -ENOMEM;
+  ep->loop = loop;
+  ep->o.ring_cap = ring_bytes;
+  ep->o.max_len = MAX_RECORD;
+  ep->o.timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+  ep->log = log;
+  ep->log_ctx = log_ctx;
+  if (addr != NULL) {
+    int rc = smr_rdma_listen_at(addr, &ep->l, err, errlen);
+    if (rc < 0) {
+      free(ep);
+      return rc;
+    }
+    ev_io_init(&ep->lio, on_listen, smr_rdma_listener_fd(ep->l), EV_READ);
+    ep->lio.data = ep;
+    ev_io_start(loop, &ep->lio);
+  }
+  *out = ep;
+  return 0;
+}
+
+void smr_rdma_ep_close(struct smr_rdma_ep *ep) {
+  if (ep == NULL) return;
+  /* Paths are closed by their owners first. */
+  smr_assert(ep->expecting == NULL);
+  if (ep->l != NULL) {
+    ev_io_stop(ep->loop, &ep->lio);
+    smr_rdma_listener_close(ep->l);
+  }
+  free(ep);
+}
+
+int smr_rdma_ep_port(const struct smr_rdma_ep *ep) {
+  return ep != NULL && ep->l != NULL ? smr_rdma_listener_port(ep->l) : 0;
+}
+
+uint64_t smr_rdma_ep_refused(const struct smr_rdma_ep *ep) {
+  return ep != NULL ? ep->refused : 0;
+}
+
+static struct smr_rdma_path *path_new(struct smr_rdma_ep *ep,
+                                      const struct smr_rdma_path_cb *cb) {
+  struct smr_rdma_path *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  p->ep = ep;
+  p->cb = *cb;
+  ev_io_init(&p->cmio, on_path_cm, -1, EV_READ);
+  p->cmio.data = p;
+  ev_io_init(&p->cqio, on_path_cq, -1, EV_READ);
+  p->cqio.data = p;
+  return p;
+}
+
+int smr_rdma_path_expect(struct smr_rdma_ep *ep,
+                         const struct smr_rdma_path_cb *cb,
+                         uint8_t token[SMR_NET_TOKEN_LEN],
+                         struct smr_rdma_path **out) {
+  if (ep->l == NULL) return -ENOTCONN;
+  struct smr_rdma_path *p = path_new(ep, cb);
+  if (p == NULL) return -ENOMEM;
+  if (RAND_bytes(p->token, SMR_NET_TOKEN_LEN) != 1) {
+    free(p);
+    return -EIO;
+  }
+  memcpy(token, p->token, SMR_NET_TOKEN_LEN);
+  p->next = ep->expecting;
+  ep->expecting = p;
+  p->expecting = 1;
+  *out = p;
+  return 0;
+}
+
+int smr_rdma_path_connect(struct smr_rdma_ep *ep, const struct sockaddr *dst,
+                          const struct sockaddr *src,
+                          const uint8_t token[SMR_NET_TOKEN_LEN],
+                          const struct smr_rdma_path_cb *cb,
+                          struct smr_rdma_path **out, char *err,
+                          size_t errlen) {
+  struct smr_rdma_path *p = path_new(ep, cb);
+  if (p == NULL) return -ENOMEM;
+  int rc = smr_rdma_link_start(dst, src, &ep->o, token, SMR_NET_TOKEN_LEN,
+                               &p->k, err, errlen);
+  if (rc < 0) {
+    free(p);
+    return rc;
+  }
+  ev_io_set(&p->cmio, smr_rdma_link_cm_fd(p->k), EV_READ);
+  ev_io_start(ep->loop, &p->cmio);
+  *out = p;
+  return 0;
+}
+
+int smr_rdma_path_is_up(const struct smr_rdma_path *p) {
+  return p != NULL && p->k != NULL && smr_rdma_link_is_up(p->k);
+}
+
+uint32_t smr_rdma_path_max_record(const struct smr_rdma_path *p) {
+  return p->ep->o.max_len;
+}
+
+int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
+                       uint32_t len) {
+  if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
+  /* On -EAGAIN the credit or send queue room comes as a completion, and
+   * every completion raises the channel, so input follows. */
+  return smr_rdma_link_send(p->k, buf, len);
+}
+
+int smr_rdma_path_poll(struct smr_rdma_path *p,
+                       void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
+                       void *ctx) {
+  if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
+  return smr_rdma_link_poll(p->k, cb, ctx);
+}
+
+const char *smr_rdma_path_device(const struct smr_rdma_path *p) {
+  return p != NULL && p->k != NULL ? smr_rdma_link_device(p->k) : "?";
+}
+
+void smr_rdma_path_close(struct smr_rdma_path *p) {
+  if (p == NULL) return;
+  unexpect(p);
+  path_stop(p);
+  smr_rdma_link_close(p->k);
+  free(p);
+}
