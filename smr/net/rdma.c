@@ -292,7 +292,12 @@ int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
                        void *ctx) {
   if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
-  return smr_rdma_link_poll(p->k, cb, ctx);
+  int r = smr_rdma_link_poll(p->k, cb, ctx);
+  /* Stopped at its budget: the rest after the loop's other work (the
+   * channel will not fire for completions already announced). */
+  if (r >= 0 && smr_rdma_link_more(p->k))
+    ev_feed_event(p->ep->loop, &p->cqio, EV_READ);
+  return r;
 }
 
 const char *smr_rdma_path_device(const struct smr_rdma_path *p) {

@@ -37,6 +37,7 @@
 #define RECV_DEPTH 256
 #define IMM_CREDIT 1u
 #define SIGNAL_EVERY 32
+#define POLL_BUDGET 128 /* completions per smr_rdma_link_poll() */
 
 struct smr_rdma_link {
   struct rdma_event_channel *ec;
@@ -58,6 +59,9 @@ struct smr_rdma_link {
   struct smr_rdma_link_opts o;
   uint8_t extra[SMR_RDMA_EXTRA_MAX]; /* sent after the hello */
   size_t extra_len;
+  uint8_t req[HELLO_LEN + SMR_RDMA_EXTRA_MAX]; /* passive: the request's */
+  size_t req_len;
+  int more;        /* the last poll stopped at its budget */
 };
 
 struct smr_rdma_listener {
@@ -426,8 +430,15 @@ int smr_rdma_listener_next(struct smr_rdma_listener *l,
     goto fail;
   }
   k->id->context = k;
-  if ((rc = make_qp(k, o, err, errlen)) < 0) goto fail;
-  if ((rc = hello_decode(k, pd, plen, err, errlen)) < 0) goto fail;
+  if (plen < HELLO_LEN) {
+    snprintf(err, errlen, "rdma: a connection request without an smr hello");
+    rc = -EPROTO;
+    goto fail;
+  }
+  /* Nothing is allocated for the request until the caller has checked
+   * its extra bytes (the token): smr_rdma_link_accept() does that. */
+  memcpy(k->req, pd, plen);
+  k->req_len = plen;
   *extra_len = plen - HELLO_LEN;
   memcpy(extra, pd + HELLO_LEN, *extra_len);
   k->st = L_REQUEST;
@@ -442,10 +453,18 @@ fail:
 int smr_rdma_link_accept(struct smr_rdma_link *k, char *err, size_t errlen) {
   uint8_t hello[HELLO_LEN + SMR_RDMA_EXTRA_MAX];
   struct rdma_conn_param cp;
+  int rc;
   if (k->st != L_REQUEST) return -EINVAL;
+  if ((rc = make_qp(k, &k->o, err, errlen)) < 0 ||
+      (rc = hello_decode(k, k->req, k->req_len, err, errlen)) < 0) {
+    rdma_reject(k->id, NULL, 0);
+    k->st = L_ADDR; /* (not a request any more) */
+    k->dead = 1;
+    return rc;
+  }
   conn_param(&cp, hello, hello_with_extra(k, hello));
   if (rdma_accept(k->id, &cp) != 0) {
-    int rc = -errno;
+    rc = -errno;
     snprintf(err, errlen, "rdma: accept: %s", strerror(-rc));
     k->dead = 1;
     return rc;
@@ -624,7 +643,8 @@ static int post_credit(struct smr_rdma_link *k) {
 int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
                        uint32_t len) {
   if (k->dead) return -ECONNRESET;
-  /* Room in the send queue for a WRAP, the record and a credit. */
+  /* Room in the send queue for a WRAP and the record, and one slot kept
+   * for a credit (post_credit never waits on our own records). */
   if (k->sends_out + 3 > SEND_DEPTH) return -EAGAIN;
   struct smr_ring_place pl;
   int rc = smr_ring_tx_place(&k->tx, len, &pl);
@@ -649,14 +669,20 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
                        void *ctx) {
   if (k->dead) return -ECONNRESET;
   struct ibv_wc wc[32];
-  int delivered = 0;
+  int delivered = 0, budget = POLL_BUDGET;
+  k->more = 0;
   for (;;) {
+    if (budget <= 0) {
+      k->more = 1; /* the caller comes back after the loop's other work */
+      break;
+    }
     int n = ibv_poll_cq(k->cq, 32, wc);
     if (n < 0) {
       k->dead = 1;
       return -ECONNRESET;
     }
     if (n == 0) break;
+    budget -= n;
     for (int i = 0; i < n; i++) {
       if (wc[i].status != IBV_WC_SUCCESS) {
         k->dead = 1;
@@ -696,17 +722,21 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
         k->dead = 1;
         return -EPROTO;
       }
-      if (smr_ring_rx_should_publish(&k->rx)) {
-        if (post_credit(k) < 0) {
-          k->dead = 1;
-          return -ECONNRESET;
-        }
-        smr_ring_rx_published(&k->rx);
-      }
     }
+  }
+  /* One credit per poll, and only with room in the send queue; else it is
+   * owed, and the send completions that make room bring us back here. */
+  if (smr_ring_rx_should_publish(&k->rx) && k->sends_out < SEND_DEPTH) {
+    if (post_credit(k) < 0) {
+      k->dead = 1;
+      return -ECONNRESET;
+    }
+    smr_ring_rx_published(&k->rx);
   }
   return delivered;
 }
+
+int smr_rdma_link_more(const struct smr_rdma_link *k) { return k->more; }
 
 uint64_t smr_rdma_link_room(const struct smr_rdma_link *k) {
   return smr_ring_tx_room(&k->tx);

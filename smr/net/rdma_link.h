@@ -120,12 +120,18 @@ int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
                        uint32_t len);
 
 /* Polls the completion queue and delivers each record that arrived to
- * on_record (the bytes are valid during the call only).  Returns the
- * number of records delivered, or -EPROTO / -ECONNRESET. */
+ * on_record (the bytes are valid during the call only): at most a budget
+ * of completions per call (see smr_rdma_link_more()), and at most one
+ * credit sent back.  Returns the number of records delivered, or -EPROTO
+ * / -ECONNRESET. */
 typedef void (*smr_rdma_on_record)(void *ctx, const uint8_t *rec,
                                    uint32_t len);
 int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
                        void *ctx);
+
+/* 1 if the last poll stopped at its budget with completions left: poll
+ * again (after other work) even if the channel stays quiet. */
+int smr_rdma_link_more(const struct smr_rdma_link *k);
 
 /* Bytes the peer's ring has free for our records now. */
 uint64_t smr_rdma_link_room(const struct smr_rdma_link *k);

@@ -701,17 +701,37 @@ static void conn_write(struct conn *c) {
   }
   if (c->state != C_UP) return;
   p = c->peer;
-  if (conn_switch_due(c)) {
-    /* Nothing is owed to TLS (no write to retry): the stream moves to the
-     * link here, after tls_out bytes (rdma.h). */
-    uint8_t rec[SMR_RDMA_SWITCH_LEN] = {'S', 'M', 'R', 'S'};
-    for (int i = 0; i < 8; i++) rec[8 + i] = (uint8_t)(c->tls_out >> (8 * i));
-    int e = smr_rdma_path_send(c->rp, rec, sizeof rec);
-    if (e < 0 && e != -EAGAIN) {
-      conn_fail(c, 0, "rdma: cannot switch: %s", strerror(-e));
+  for (;;) {
+    if (conn_switch_due(c)) {
+      /* Nothing is owed to TLS (no write to retry): the stream moves to
+       * the link here, after tls_out bytes (rdma.h). */
+      uint8_t rec[SMR_RDMA_SWITCH_LEN] = {'S', 'M', 'R', 'S'};
+      for (int i = 0; i < 8; i++)
+        rec[8 + i] = (uint8_t)(c->tls_out >> (8 * i));
+      int e = smr_rdma_path_send(c->rp, rec, sizeof rec);
+      if (e < 0 && e != -EAGAIN) {
+        conn_fail(c, 0, "rdma: cannot switch: %s", strerror(-e));
+        return;
+      }
+      if (e == 0) c->rdma_tx = 1;
+    }
+    if (c->rdma_tx || peer_queued(p) == 0) break;
+    /* One chunk over TCP, then look at the switch again: under steady
+     * load the queue never empties, and the switch must not wait for it. */
+    size_t len = peer_queued(p);
+    if (len > WRITE_CHUNK) len = WRITE_CHUNK;
+    r = io_write(c, p->q + p->qhead, len, why, sizeof why);
+    if (r == 0) {
+      c->tls_retry = c->ssl != NULL; /* TLS must retry the same bytes */
+      break;
+    }
+    if (r < 0) {
+      conn_fail(c, 0, "%s", why);
       return;
     }
-    if (e == 0) c->rdma_tx = 1;
+    c->tls_retry = 0;
+    c->tls_out += (uint64_t)r;
+    queue_advance(n, p, (size_t)r);
   }
   if (c->rdma_tx) {
     uint32_t max = smr_rdma_path_max_record(c->rp);
@@ -727,22 +747,6 @@ static void conn_write(struct conn *c) {
       n->st.rdma_bytes_out += len;
       queue_advance(n, p, len);
     }
-  }
-  while (!c->rdma_tx && peer_queued(p) > 0) {
-    size_t len = peer_queued(p);
-    if (len > WRITE_CHUNK) len = WRITE_CHUNK;
-    r = io_write(c, p->q + p->qhead, len, why, sizeof why);
-    if (r == 0) {
-      c->tls_retry = 1;
-      break;
-    }
-    if (r < 0) {
-      conn_fail(c, 0, "%s", why);
-      return;
-    }
-    c->tls_retry = 0;
-    c->tls_out += (uint64_t)r;
-    queue_advance(n, p, (size_t)r);
   }
   if (p->blocked && peer_queued(p) <= n->max_queue / 2) {
     p->blocked = 0;
@@ -1168,14 +1172,14 @@ static void conn_rdma_deadline(struct conn *c) {
   ev_timer_start(c->n->loop, &c->timer);
 }
 
-/* The link failed or never came: with fallback, and while neither side
- * has switched, the connection stays on TCP; else it breaks (and is made
- * again, link and all). */
+/* The link failed or never came: with fallback, and while it never came
+ * up (so neither side switched), the connection stays on TCP; else it
+ * breaks (and is made again, link and all). */
 static void conn_rdma_lost(struct conn *c, const char *why) {
   struct smr_net *n = c->n;
 
   if (c->dead) return;
-  if (n->rdma_fallback && !c->rdma_tx && !c->rdma_rx) {
+  if (n->rdma_fallback && !c->rdma_counted && !c->rdma_tx && !c->rdma_rx) {
     net_log(n, "rdma link to %s failed (%s): the connection stays on TCP",
             c->peer->id, why);
     ev_timer_stop(n->loop, &c->timer);
@@ -1310,8 +1314,10 @@ static void on_rdma_input(void *ctx) {
       conn_rdma_merge(c);
       if (!c->dead) conn_consume(c);
       if (!c->dead && !n->closing && c->state == C_UP &&
-          (peer_queued(c->peer) > 0 || conn_switch_due(c)))
+          (peer_queued(c->peer) > 0 || conn_switch_due(c))) {
         conn_write(c); /* credit may have come back */
+        if (!n->closing) conn_update(c);
+      }
     }
   }
   net_leave(n);

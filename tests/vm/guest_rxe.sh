@@ -17,6 +17,11 @@
 #      project's own RDMA link (smr/net/rdma_link.c) between the same two
 #      members, bound to their addresses: every record checked, its
 #      RDMA_PROBE line passed on, its bandwidth beside ib_write_bw's;
+#   6b. with --build: the transport over RDMA: test_net_tcp's RDMA tests
+#      (SMR_TEST_RDMA_HOSTS = the three members' addresses);
+#   6c. with --build: guest_rdma_group.sh, a 3-member KV group over TCP and
+#      then over RDMA, the same workload, a primary killed, a member
+#      rejoining from nothing; the digests must be the same;
 #   7. rxe_teardown: devices, links, rules gone, `pref 0 lookup local` back;
 #      the kernel log has no warning.
 #
@@ -44,6 +49,7 @@
 #   RXE_BW_ITERS, RXE_LAT_ITERS: perftest -n (defaults 500 and 300)
 #   RXE_PROBE_RECORDS: rdma_probe's record count (default 20000)
 #   RXE_SKIP_PERFTEST=1: leave out rping and perftest (steps 3-5)
+#   RXE_SKIP_GROUP=1: leave out the KV group (step 6c)
 #
 # Every step is bounded (timeout); servers are awaited by polling for
 # their listening socket (perftest: TCP, `ss`) or rdma_cm id (rping:
@@ -330,6 +336,18 @@ if [[ -n $unit && -x $unit && $members -ge 3 ]]; then
   else
     fail "transport over RDMA (test_net_tcp): exit $urc (log follows)"
     grep -v '^\[ *\(RUN\|OK\) ' "$LOG/unit.log" | tail -30
+  fi
+fi
+
+# ---- 6c. a KV group over TCP, then over RDMA (guest_rdma_group.sh) ---------------
+if [[ -n $build && -x $build/smr/smrd/smrd && $members -ge 3 && -z ${RXE_SKIP_GROUP:-} ]]; then
+  ts=$SECONDS
+  "$HERE/guest_rdma_group.sh" "$build"
+  grc=$?
+  if [[ $grc -eq 0 ]]; then
+    pass "a KV group over RDMA: the same digest as over TCP, a primary's death, a joiner's state ($((SECONDS - ts)) s)"
+  else
+    fail "a KV group over RDMA (guest_rdma_group.sh exit $grc; its FAIL lines above)"
   fi
 fi
 

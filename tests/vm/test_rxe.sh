@@ -15,7 +15,7 @@
 #   e.g. test_rxe.sh build --members 2
 # With RXE_BASELINE_OUT=FILE the RXE_BASELINE line is also written to FILE
 # (on the host).  RXE_TOPOLOGY, RXE_BW_ITERS, RXE_LAT_ITERS and
-# RXE_PROBE_RECORDS, RXE_SKIP_PERFTEST are passed on.
+# RXE_PROBE_RECORDS, RXE_SKIP_PERFTEST, RXE_SKIP_GROUP are passed on.
 #
 # Skips (77) if not root, if run-vm cannot run a VM here (run-vm --check),
 # or if the RDMA user-space tools are missing (tests/install-deps: rdma-core,
@@ -54,7 +54,7 @@ fi
 source "$SRC/tests/vm/lib.sh"
 mapfile -t vis < <(vm_share_args "$SRC" "$BUILD" "$PWD")
 envs=()
-for v in RXE_TOPOLOGY RXE_BW_ITERS RXE_LAT_ITERS RXE_PROBE_RECORDS RXE_SKIP_PERFTEST; do
+for v in RXE_TOPOLOGY RXE_BW_ITERS RXE_LAT_ITERS RXE_PROBE_RECORDS RXE_SKIP_PERFTEST RXE_SKIP_GROUP; do
   if [[ -n ${!v:-} ]]; then envs+=(--env "$v=${!v}"); fi
 done
 out=()
@@ -68,7 +68,7 @@ fi
 echo "INFO: rxe: host load average before the boot: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$SECONDS
 rc=0
-"$SRC/tests/vm/run-vm" --timeout 600 "${vis[@]}" "${envs[@]}" -- \
+"$SRC/tests/vm/run-vm" --timeout 840 "${vis[@]}" "${envs[@]}" -- \
   "$SRC/tests/vm/guest_rxe.sh" --build "$BUILD" "${out[@]}" "$@" || rc=$?
 echo "INFO: rxe: run-vm took $((SECONDS - t0)) s; host load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ -n ${RXE_BASELINE_OUT:-} && -s $share/baseline ]]; then
