@@ -124,11 +124,19 @@ static void on_listen(struct ev_loop *loop, ev_io *w, int revents) {
     int rc = smr_rdma_listener_next(ep->l, &ep->o, &k, extra, &elen, why,
                                     sizeof why);
     if (rc == 0) return;
+    if (rc == -ENODEV) {
+      ep_log(ep, "%s: this member accepts no more RDMA links", why);
+      ev_io_stop(loop, &ep->lio);
+      smr_rdma_listener_close(ep->l);
+      ep->l = NULL;
+      return;
+    }
     if (rc < 0) {
+      /* One request refused, or the channel failed: either way back to
+       * the loop (a channel that keeps failing is not spun on here). */
       ep->refused++;
       ep_log(ep, "refused an RDMA link request: %s", why);
-      if (rc == -EAGAIN || rc == -EINTR) return;
-      continue;
+      return;
     }
     struct smr_rdma_path *p = NULL;
     /* (RoCE pads the private data of a request to its full size, so the

@@ -400,7 +400,13 @@ int smr_rdma_listener_next(struct smr_rdma_listener *l,
       return -e;
     }
     if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) break;
+    int removed = ev->event == RDMA_CM_EVENT_DEVICE_REMOVAL;
     rdma_ack_cm_event(ev); /* nothing else is meant for the listener */
+    if (removed) {
+      /* The kernel waits for the listener to go before the device can. */
+      snprintf(err, errlen, "rdma: the listener's device was removed");
+      return -ENODEV;
+    }
   }
   uint8_t pd[HELLO_LEN + SMR_RDMA_EXTRA_MAX];
   size_t plen = ev->param.conn.private_data_len;

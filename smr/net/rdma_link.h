@@ -83,8 +83,10 @@ int smr_rdma_listener_fd(const struct smr_rdma_listener *l);
 int smr_rdma_listener_port(const struct smr_rdma_listener *l);
 /* The next connection request, if one is waiting: returns 1 with a new
  * link (verbs objects made, not yet accepted) and the peer's extra bytes
- * (extra has room for SMR_RDMA_EXTRA_MAX), 0 if none, or a negative errno
- * for a request that could not be taken (already rejected). */
+ * (extra has room for SMR_RDMA_EXTRA_MAX), 0 if none, -ENODEV if the
+ * device went away (close the listener: its removal waits for that), or
+ * another negative errno for a request that could not be taken (already
+ * rejected) or a channel that failed. */
 int smr_rdma_listener_next(struct smr_rdma_listener *l,
                            const struct smr_rdma_link_opts *o,
                            struct smr_rdma_link **out, uint8_t *extra,

@@ -842,9 +842,15 @@ static void accept_hello(struct conn *c, const struct smr_net_hello *h) {
     struct smr_rdma_path_cb cb = {c, on_rdma_up, on_rdma_input,
                                   on_rdma_failed};
     int r = smr_rdma_path_expect(n->rdma, &cb, token, &c->rp);
-    if (r < 0) {
+    if (r < 0 && !n->rdma_fallback) {
       conn_fail(c, 0, "cannot offer an RDMA link: %s", strerror(-r));
       return;
+    }
+    if (r < 0) {
+      net_log(n, "cannot offer %s an RDMA link (%s): its connection stays "
+              "on TCP", h->from, strerror(-r));
+      c->rp = NULL;
+      rdma = 0;
     }
   }
   if (p->out != NULL) conn_close(p->out, 0); /* rule b: ours loses */
@@ -855,8 +861,9 @@ static void accept_hello(struct conn *c, const struct smr_net_hello *h) {
     return;
   }
   conn_up(c, p);
-  if (rdma) conn_rdma_deadline(c);
-  else if (n->rdma != NULL)
+  if (rdma)
+    conn_rdma_deadline(c);
+  else if (n->rdma != NULL && h->kind != SMR_NET_HELLO_RDMA)
     net_log(n, "%s runs without RDMA: its connection stays on TCP", p->id);
 }
 
