@@ -13,6 +13,16 @@
  * an unknown token is rejected and counted; it never reaches the caller.
  * A token is good for one link.
  *
+ * Polling adapts to the traffic.  A completion channel event costs system
+ * calls and a trip through the loop's poller (under emulation that is
+ * most of a round trip); under load, or when a reply is due, the next
+ * completion usually comes soon.  So after a poll that found work, or a
+ * send, the path keeps polling once per loop iteration (an idle watcher:
+ * the loop does not sleep meanwhile) until SPIN_S has passed without work,
+ * and only then relies on the channel again (which stays armed throughout,
+ * so nothing is missed either way).  A busy member spins; an idle one
+ * sleeps SPIN_S after its last message.
+ *
  * Callbacks are the last thing a handler does, so the caller may close
  * the path (and free it) from inside one. */
 #include "rdma.h"
@@ -32,6 +42,7 @@
 #include "rdma_link.h"
 
 #define MAX_RECORD (256u << 10)
+#define SPIN_S 0.001 /* busy polling lasts this long after the last work */
 
 struct smr_rdma_ep {
   struct ev_loop *loop;
@@ -51,6 +62,8 @@ struct smr_rdma_path {
   uint8_t token[SMR_NET_TOKEN_LEN];
   struct smr_rdma_link *k;
   ev_io cmio, cqio;
+  ev_idle spin;   /* busy mode: poll again next iteration */
+  ev_tstamp last_work;
   struct smr_rdma_path_cb cb;
 };
 
@@ -80,6 +93,7 @@ static void unexpect(struct smr_rdma_path *p) {
 static void path_stop(struct smr_rdma_path *p) {
   ev_io_stop(p->ep->loop, &p->cmio);
   ev_io_stop(p->ep->loop, &p->cqio);
+  ev_idle_stop(p->ep->loop, &p->spin);
 }
 
 /* ------------------------------------------------------------ handlers */
@@ -93,6 +107,18 @@ static void on_path_cq(struct ev_loop *loop, ev_io *w, int revents) {
     p->cb.failed(p->cb.ctx, "rdma: the completion queue failed");
     return;
   }
+  p->cb.input(p->cb.ctx);
+}
+
+static void path_busy(struct smr_rdma_path *p) {
+  p->last_work = ev_now(p->ep->loop);
+  ev_idle_start(p->ep->loop, &p->spin);
+}
+
+static void on_path_spin(struct ev_loop *loop, ev_idle *w, int revents) {
+  struct smr_rdma_path *p = w->data;
+  (void)loop;
+  (void)revents;
   p->cb.input(p->cb.ctx);
 }
 
@@ -238,6 +264,8 @@ static struct smr_rdma_path *path_new(struct smr_rdma_ep *ep,
   p->cmio.data = p;
   ev_io_init(&p->cqio, on_path_cq, -1, EV_READ);
   p->cqio.data = p;
+  ev_idle_init(&p->spin, on_path_spin);
+  p->spin.data = p;
   return p;
 }
 
@@ -293,7 +321,9 @@ int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
   if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
   /* On -EAGAIN the credit or send queue room comes as a completion, and
    * every completion raises the channel, so input follows. */
-  return smr_rdma_link_send(p->k, buf, len);
+  int r = smr_rdma_link_send(p->k, buf, len);
+  if (r == 0) path_busy(p); /* an answer or credit is likely soon */
+  return r;
 }
 
 int smr_rdma_path_poll(struct smr_rdma_path *p,
@@ -301,10 +331,14 @@ int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void *ctx) {
   if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
   int r = smr_rdma_link_poll(p->k, cb, ctx);
-  /* Stopped at its budget: the rest after the loop's other work (the
-   * channel will not fire for completions already announced). */
-  if (r >= 0 && smr_rdma_link_more(p->k))
-    ev_feed_event(p->ep->loop, &p->cqio, EV_READ);
+  if (r < 0) return r;
+  /* Work found (or left over at the budget, which the channel will not
+   * announce again): keep polling each iteration; SPIN_S without work,
+   * leave it to the channel. */
+  if (smr_rdma_link_polled(p->k) > 0 || smr_rdma_link_more(p->k))
+    path_busy(p);
+  else if (ev_now(p->ep->loop) - p->last_work > SPIN_S)
+    ev_idle_stop(p->ep->loop, &p->spin);
   return r;
 }
 

@@ -62,6 +62,7 @@ struct smr_rdma_link {
   uint8_t req[HELLO_LEN + SMR_RDMA_EXTRA_MAX]; /* passive: the request's */
   size_t req_len;
   int more;        /* the last poll stopped at its budget */
+  int polled;      /* completions the last poll handled */
 };
 
 struct smr_rdma_listener {
@@ -677,6 +678,7 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
   struct ibv_wc wc[32];
   int delivered = 0, budget = POLL_BUDGET;
   k->more = 0;
+  k->polled = 0;
   for (;;) {
     if (budget <= 0) {
       k->more = 1; /* the caller comes back after the loop's other work */
@@ -689,6 +691,7 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
     }
     if (n == 0) break;
     budget -= n;
+    k->polled += n;
     for (int i = 0; i < n; i++) {
       if (wc[i].status != IBV_WC_SUCCESS) {
         k->dead = 1;
@@ -743,6 +746,7 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
 }
 
 int smr_rdma_link_more(const struct smr_rdma_link *k) { return k->more; }
+int smr_rdma_link_polled(const struct smr_rdma_link *k) { return k->polled; }
 
 uint64_t smr_rdma_link_room(const struct smr_rdma_link *k) {
   return smr_ring_tx_room(&k->tx);

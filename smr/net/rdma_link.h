@@ -134,6 +134,9 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
 /* 1 if the last poll stopped at its budget with completions left: poll
  * again (after other work) even if the channel stays quiet. */
 int smr_rdma_link_more(const struct smr_rdma_link *k);
+/* Completions of any kind (records, credit, sends retired) the last poll
+ * handled. */
+int smr_rdma_link_polled(const struct smr_rdma_link *k);
 
 /* Bytes the peer's ring has free for our records now. */
 uint64_t smr_rdma_link_room(const struct smr_rdma_link *k);

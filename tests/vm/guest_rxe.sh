@@ -50,6 +50,8 @@
 #   RXE_PROBE_RECORDS: rdma_probe's record count (default 20000)
 #   RXE_SKIP_PERFTEST=1: leave out rping and perftest (steps 3-5)
 #   RXE_SKIP_GROUP=1: leave out the KV group (step 6c)
+#   RXE_BENCH=1: the transport's benchmark beside perftest (step 6d;
+#                bench/vm_rdma_bench.sh), RXE_BENCH_COUNT frames (2000)
 #
 # Every step is bounded (timeout); servers are awaited by polling for
 # their listening socket (perftest: TCP, `ss`) or rdma_cm id (rping:
@@ -169,7 +171,7 @@ for ((i = 1; i <= members; i++)); do
   fi
 done
 
-bw12=
+bw12= lat12=
 if [[ -z ${RXE_SKIP_PERFTEST:-} ]]; then
 
 # ---- 3. rping (rdma_cm) between every pair --------------------------------------
@@ -349,6 +351,57 @@ if [[ -n $build && -x $build/smr/smrd/smrd && $members -ge 3 && -z ${RXE_SKIP_GR
   else
     fail "a KV group over RDMA (guest_rdma_group.sh exit $grc; its FAIL lines above)"
   fi
+fi
+
+# ---- 6d. RXE_BENCH=1: the transport's figures beside perftest's ----------------
+# smr_net_bench (bench/net_bench.c), kind tcp and kind rdma, with mutual
+# TLS: member 1 sends 64 KiB frames to member 2 alone (the same pair as
+# ib_write_bw), then to members 2 and 3 (a multicast to two receivers), and
+# 2-byte ping-pongs with member 2 (beside ib_send_lat).  One NET_BENCH line
+# each, and the ratios to perftest's figures of this same run.
+nb=${build:+$build/bench/smr_net_bench}
+if [[ -n ${RXE_BENCH:-} && -n $nb && -x $nb && $members -ge 3 ]]; then
+  certs=$(mktemp -d /tmp/smr-bench-certs.XXXXXX)
+  "$HERE/../../smr/net/smr-mkcerts" "$certs" n1 n2 n3 >/dev/null
+  count=${RXE_BENCH_COUNT:-2000}
+  port=7600
+  for kind in tcp rdma; do
+    for peers in 1 2; do
+      port=$((port + 10))
+      plist="n2=${RXE_IP[2]}:$port"
+      [[ $peers == 2 ]] && plist+=",n3=${RXE_IP[3]}:$port"
+      rpids=()
+      for ((r = 2; r <= peers + 1; r++)); do
+        timeout -k 2 200 "$nb" --id "n$r" --listen "${RXE_IP[r]}:$port" --kind "$kind" \
+          --tls "$certs" --role recv --timeout 60 >"$LOG/nb-$kind-$peers-$r.out" 2>&1 &
+        rpids+=($!)
+        bg_pids+=($!)
+      done
+      # (no wait for the receivers to listen: the sender's transport
+      # retries, and its setup phase is not timed)
+      line=$(timeout -k 2 200 "$nb" --id n1 --listen "${RXE_IP[1]}:$port" --kind "$kind" \
+        --tls "$certs" --role send --peers "$plist" --size 65536 --count "$count" \
+        --pingpong $((peers == 1 ? 2000 : 0)) --timeout 60 --conn-timeout 20000 \
+        2>"$LOG/nb-$kind-$peers.err" | grep '^NET_BENCH ')
+      for p in "${rpids[@]}"; do wait "$p"; done
+      if [[ -n $line ]]; then
+        echo "$line"
+        mb=$(sed -n 's/.* MBps_per_peer=\([0-9.]*\).*/\1/p' <<<"$line")
+        tot=$(sed -n 's/.* MBps_total=\([0-9.]*\).*/\1/p' <<<"$line")
+        msg="smr_net_bench $kind to $peers receiver(s): $mb MB/s per receiver, $tot MB/s in all"
+        [[ -n $bw12 ]] && msg+=" = $(awk -v a="$mb" -v b="$bw12" 'BEGIN{printf "%.2f", a/b}') x ib_write_bw per receiver, $(awk -v a="$tot" -v b="$bw12" 'BEGIN{printf "%.2f", a/b}') x in all"
+        if [[ $peers == 1 ]]; then
+          l50=$(sed -n 's/.* lat_us_p50=\([0-9.]*\).*/\1/p' <<<"$line")
+          msg+="; one-way latency p50 $l50 us"
+          [[ -n $lat12 ]] && msg+=" = $(awk -v a="$l50" -v b="$lat12" 'BEGIN{printf "%.1f", a/b}') x ib_send_lat"
+        fi
+        info "$msg"
+      else
+        fail "smr_net_bench $kind to $peers receiver(s): $(tail -1 "$LOG/nb-$kind-$peers.err")"
+      fi
+    done
+  done
+  rm -rf "$certs"
 fi
 
 # ---- 7. teardown ----------------------------------------------------------------
