@@ -108,6 +108,7 @@
 #define LINGER_S 1.0             /* CLOSING: wait this long for the EOF */
 #define LISTEN_PAUSE_S 0.1       /* out of descriptors: retry accept */
 #define PREPARE_ROUNDS 16
+#define RDMA_DIRECT_MIN (8u << 10) /* frames this large skip the queue */
 
 /* ------------------------------------------------------------- objects */
 
@@ -1763,6 +1764,20 @@ int smr_net_send(struct smr_net *n, const char *peer, const char *addr,
   if (queued > 0 && queued + len > n->max_queue) {
     p->blocked = 1;
     return -EAGAIN;
+  }
+  struct conn *c = p->up;
+  if (c != NULL && c->rdma_tx && queued == 0 && len >= RDMA_DIRECT_MIN &&
+      len <= smr_rdma_path_max_record(c->rp) &&
+      smr_rdma_path_send(c->rp, frame, (uint32_t)len) == 0) {
+    /* A large frame with nothing waiting before it: straight into the
+     * link's staging buffer, one copy fewer than through the queue (small
+     * frames still gather in the queue, one record for many).  Anything
+     * but success leaves it to the queue, and a dead link to the loop. */
+    n->st.frames_out++;
+    n->st.bytes_out += len;
+    n->st.rdma_bytes_out += len;
+    if (n->depth == 0) net_reap(n);
+    return 0;
   }
   if ((r = queue_append(p, frame, len)) < 0) {
     if (n->depth == 0) net_reap(n);
