@@ -100,6 +100,9 @@ struct smr_net_stats {
   /* kind = rdma: links up now, and stream bytes carried by them (frames
    * that went over TCP before the switch count in bytes_* only). */
   uint64_t rdma_links, rdma_bytes_out, rdma_bytes_in;
+  /* kind = rdma: heartbeats written to a peer's SST slot instead of the
+   * stream, and the peers' ones delivered from ours (rdma_ring.h). */
+  uint64_t rdma_sst_out, rdma_sst_in;
 };
 
 /* Starts listening.  Returns 0 or a negative errno, with a reason in err.

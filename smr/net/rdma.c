@@ -23,6 +23,10 @@
  * so nothing is missed either way).  A busy member spins; an idle one
  * sleeps SPIN_S after its last message.
  *
+ * SST slots (rdma_ring.h) are written without telling the reader, so a
+ * path with its link up calls input every SST_LOOK_S as well (besides
+ * the busy polling above, which catches the answers to what it sent).
+ *
  * Callbacks are the last thing a handler does, so the caller may close
  * the path (and free it) from inside one. */
 #include "rdma.h"
@@ -43,6 +47,7 @@
 
 #define MAX_RECORD (256u << 10)
 #define SPIN_S 0.001 /* busy polling lasts this long after the last work */
+#define SST_LOOK_S 0.005 /* an idle path looks at its SST slot this often */
 
 struct smr_rdma_ep {
   struct ev_loop *loop;
@@ -64,6 +69,7 @@ struct smr_rdma_path {
   ev_io cmio, cqio;
   ev_idle spin;   /* busy mode: poll again next iteration */
   ev_tstamp last_work;
+  ev_timer sst_look; /* nobody is told of an SST write: look now and then */
   struct smr_rdma_path_cb cb;
 };
 
@@ -94,6 +100,7 @@ static void path_stop(struct smr_rdma_path *p) {
   ev_io_stop(p->ep->loop, &p->cmio);
   ev_io_stop(p->ep->loop, &p->cqio);
   ev_idle_stop(p->ep->loop, &p->spin);
+  ev_timer_stop(p->ep->loop, &p->sst_look);
 }
 
 /* ------------------------------------------------------------ handlers */
@@ -122,6 +129,14 @@ static void on_path_spin(struct ev_loop *loop, ev_idle *w, int revents) {
   p->cb.input(p->cb.ctx);
 }
 
+static void on_path_sst_look(struct ev_loop *loop, ev_timer *w,
+                             int revents) {
+  struct smr_rdma_path *p = w->data;
+  (void)loop;
+  (void)revents;
+  p->cb.input(p->cb.ctx);
+}
+
 static void on_path_cm(struct ev_loop *loop, ev_io *w, int revents) {
   struct smr_rdma_path *p = w->data;
   char why[256];
@@ -135,6 +150,7 @@ static void on_path_cm(struct ev_loop *loop, ev_io *w, int revents) {
   if (rc == 1) {
     ev_io_set(&p->cqio, smr_rdma_link_cq_fd(p->k), EV_READ);
     ev_io_start(loop, &p->cqio);
+    ev_timer_start(loop, &p->sst_look);
     p->cb.up(p->cb.ctx);
   }
 }
@@ -266,6 +282,8 @@ static struct smr_rdma_path *path_new(struct smr_rdma_ep *ep,
   p->cqio.data = p;
   ev_idle_init(&p->spin, on_path_spin);
   p->spin.data = p;
+  ev_timer_init(&p->sst_look, on_path_sst_look, SST_LOOK_S, SST_LOOK_S);
+  p->sst_look.data = p;
   return p;
 }
 
@@ -340,6 +358,20 @@ int smr_rdma_path_poll(struct smr_rdma_path *p,
   else if (ev_now(p->ep->loop) - p->last_work > SPIN_S)
     ev_idle_stop(p->ep->loop, &p->spin);
   return r;
+}
+
+int smr_rdma_path_sst_put(struct smr_rdma_path *p, const void *data,
+                          uint32_t len) {
+  if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
+  int r = smr_rdma_link_sst_put(p->k, data, len);
+  if (r == 0) path_busy(p); /* its completion, and likely an answer */
+  return r;
+}
+
+int smr_rdma_path_sst_get(struct smr_rdma_path *p, uint8_t *data,
+                          uint32_t *len) {
+  if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
+  return smr_rdma_link_sst_get(p->k, data, len);
 }
 
 const char *smr_rdma_path_device(const struct smr_rdma_path *p) {

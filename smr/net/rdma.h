@@ -10,10 +10,12 @@
  * channel.  An RDMA link therefore belongs to exactly one authenticated
  * connection, and dies with it.
  *
- * The byte stream of frames moves over.  Until a side's link is up its
- * frames go over TCP as ever; once it is up, that side writes one switch
- * record on the link, carrying how many stream bytes it sent over TCP,
- * and from then on only the link carries its frames.  The receiver takes
+ * The byte stream of frames moves over.  While a side's link is being
+ * made its frames wait (with rdma_fallback they go over TCP if the link
+ * fails); once it is up, that side writes one switch record on the link,
+ * carrying how many stream bytes it sent over TCP (none, unless a TLS
+ * write had to be finished first), and from then on only the link carries
+ * its frames.  The receiver takes
  * bytes from the link only after the TCP stream has delivered exactly
  * that many, so the stream stays whole and in order whatever arrives
  * first; a byte over TCP past the switch point is a protocol violation.
@@ -96,6 +98,14 @@ int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
 int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
                        void *ctx);
+/* The link's SST slot (rdma_ring.h): put makes data (at most
+ * SMR_SST_DATA_MAX bytes) the peer's view of it; get returns 1 with what
+ * the peer put last if that is new, else 0 (input fires every few ms and
+ * after completions, so callers look there). */
+int smr_rdma_path_sst_put(struct smr_rdma_path *p, const void *data,
+                          uint32_t len);
+int smr_rdma_path_sst_get(struct smr_rdma_path *p, uint8_t *data,
+                          uint32_t *len);
 const char *smr_rdma_path_device(const struct smr_rdma_path *p);
 /* Tears the link down; no callback after.  NULL is fine. */
 void smr_rdma_path_close(struct smr_rdma_path *p);

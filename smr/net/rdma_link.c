@@ -31,13 +31,14 @@
 #include "rdma_ring.h"
 
 #define HELLO_MAGIC 0x52524d53u /* "SMRR" */
-#define HELLO_VERSION 1u
-#define HELLO_LEN 24
+#define HELLO_VERSION 2u
+#define HELLO_LEN 40 /* + SMR_RDMA_EXTRA_MAX: RoCE's 56 bytes of request */
 #define SEND_DEPTH 256
 #define RECV_DEPTH 256
 #define IMM_CREDIT 1u
 #define SIGNAL_EVERY 32
 #define POLL_BUDGET 128 /* completions per smr_rdma_link_poll() */
+#define WR_SST (1ull << 63) /* wr_id of the (signaled) SST slot write */
 
 struct smr_rdma_link {
   struct rdma_event_channel *ec;
@@ -60,6 +61,17 @@ struct smr_rdma_link {
   uint8_t extra[SMR_RDMA_EXTRA_MAX]; /* sent after the hello */
   size_t extra_len;
   uint8_t req[HELLO_LEN + SMR_RDMA_EXTRA_MAX]; /* passive: the request's */
+  /* The SST slot (rdma_ring.h): ours that the peer writes, the source of
+   * our writes to the peer's, and the write waiting for the one in
+   * flight to complete. */
+  uint8_t *sst_in, *sst_out;
+  struct ibv_mr *sst_in_mr, *sst_out_mr;
+  uint64_t peer_sst_addr;
+  uint32_t peer_sst_rkey;
+  uint64_t sst_seq, sst_last;
+  int sst_busy, sst_dirty;
+  uint8_t sst_next[SMR_SST_DATA_MAX];
+  uint32_t sst_next_len;
   size_t req_len;
   int more;        /* the last poll stopped at its budget */
   int polled;      /* completions the last poll handled */
@@ -95,6 +107,9 @@ static void hello_encode(const struct smr_rdma_link *k, uint8_t *h) {
   put64(h + 8, (uint64_t)(uintptr_t)k->ring);
   put32(h + 16, k->ring_mr->rkey);
   put32(h + 20, k->rx.cap);
+  put64(h + 24, (uint64_t)(uintptr_t)k->sst_in);
+  put32(h + 32, k->sst_in_mr->rkey);
+  put32(h + 36, SMR_SST_SLOT);
 }
 
 /* The peer's hello: its ring must have our capacity (both sides are
@@ -116,8 +131,15 @@ static int hello_decode(struct smr_rdma_link *k, const void *data,
              get32(h + 20), k->tx.cap);
     return -EPROTO;
   }
+  if (get32(h + 36) != SMR_SST_SLOT) {
+    snprintf(err, errlen, "rdma: the peer's SST slot is %u bytes, ours %u",
+             get32(h + 36), SMR_SST_SLOT);
+    return -EPROTO;
+  }
   k->peer_addr = get64(h + 8);
   k->peer_rkey = get32(h + 16);
+  k->peer_sst_addr = get64(h + 24);
+  k->peer_sst_rkey = get32(h + 32);
   return 0;
 }
 
@@ -168,6 +190,24 @@ static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
   }
   memset(k->ring, 0, o->ring_cap);
   memset(k->mirror, 0, o->ring_cap);
+  if (posix_memalign((void **)&k->sst_in, 64, SMR_SST_SLOT) != 0 ||
+      posix_memalign((void **)&k->sst_out, 64, SMR_SST_SLOT) != 0) {
+    snprintf(err, errlen, "rdma: out of memory");
+    return -ENOMEM;
+  }
+  memset(k->sst_in, 0, SMR_SST_SLOT);
+  memset(k->sst_out, 0, SMR_SST_SLOT);
+  k->sst_in_mr = ibv_reg_mr(k->pd, k->sst_in, SMR_SST_SLOT,
+                            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+  k->sst_out_mr = k->sst_in_mr ? ibv_reg_mr(k->pd, k->sst_out, SMR_SST_SLOT,
+                                            IBV_ACCESS_LOCAL_WRITE)
+                               : NULL;
+  if (k->sst_out_mr == NULL) {
+    e = errno ? errno : ENOMEM;
+    snprintf(err, errlen, "rdma: cannot register the SST slot: %s",
+             strerror(e));
+    return -e;
+  }
   k->ring_mr = ibv_reg_mr(k->pd, k->ring, o->ring_cap,
                           IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
   k->mirror_mr = k->ring_mr ? ibv_reg_mr(k->pd, k->mirror, o->ring_cap,
@@ -647,6 +687,63 @@ static int post_credit(struct smr_rdma_link *k) {
   return post_send(k, &wr);
 }
 
+/* Writes the waiting SST data into the peer's slot: one signaled WRITE,
+ * the only one in flight (rdma_ring.h). */
+static int post_sst(struct smr_rdma_link *k) {
+  struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)k->sst_out,
+                        .length = SMR_SST_SLOT,
+                        .lkey = k->sst_out_mr->lkey};
+  struct ibv_send_wr wr, *bad;
+  smr_sst_slot_fill(k->sst_out, ++k->sst_seq, k->sst_next, k->sst_next_len);
+  memset(&wr, 0, sizeof(wr));
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = k->peer_sst_addr;
+  wr.wr.rdma.rkey = k->peer_sst_rkey;
+  k->unsignaled++;
+  wr.wr_id = k->unsignaled | WR_SST; /* retires those before it too */
+  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) {
+    k->unsignaled--;
+    return -errno;
+  }
+  k->unsignaled = 0;
+  k->sends_out++;
+  k->sst_busy = 1;
+  k->sst_dirty = 0;
+  return 0;
+}
+
+int smr_rdma_link_sst_put(struct smr_rdma_link *k, const void *data,
+                          uint32_t len) {
+  if (k->dead) return -ECONNRESET;
+  if (len > SMR_SST_DATA_MAX) return -EMSGSIZE;
+  memcpy(k->sst_next, data, len);
+  k->sst_next_len = len;
+  k->sst_dirty = 1;
+  /* One write in flight: a later one waits for its completion (and
+   * replaces any that waited before it: only the latest matters). */
+  if (k->sst_busy || k->sends_out + 2 > SEND_DEPTH) return 0;
+  int rc = post_sst(k);
+  if (rc < 0) k->dead = 1;
+  return rc;
+}
+
+int smr_rdma_link_sst_get(struct smr_rdma_link *k, uint8_t *data,
+                          uint32_t *len) {
+  uint64_t seq;
+  if (k->dead) return -ECONNRESET;
+  int r = smr_sst_slot_read(k->sst_in, k->sst_last, &seq, data, len);
+  if (r == -EAGAIN) return 0; /* landing now: the next look takes it */
+  if (r < 0) {
+    k->dead = 1;
+    return r;
+  }
+  if (r == 1) k->sst_last = seq;
+  return r;
+}
+
 int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
                        uint32_t len) {
   if (k->dead) return -ECONNRESET;
@@ -698,8 +795,9 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
         return -ECONNRESET;
       }
       if (!(wc[i].opcode & IBV_WC_RECV)) { /* retires wr_id sends */
-        unsigned done = (unsigned)wc[i].wr_id;
+        unsigned done = (unsigned)(wc[i].wr_id & ~WR_SST);
         k->sends_out = done < k->sends_out ? k->sends_out - done : 0;
+        if (wc[i].wr_id & WR_SST) k->sst_busy = 0;
         continue;
       }
       if (post_recv(k) < 0 || !(wc[i].wc_flags & IBV_WC_WITH_IMM)) {
@@ -733,6 +831,12 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
       }
     }
   }
+  /* The SST write that waited for the one in flight. */
+  if (k->sst_dirty && !k->sst_busy && k->sends_out + 2 <= SEND_DEPTH &&
+      post_sst(k) < 0) {
+    k->dead = 1;
+    return -ECONNRESET;
+  }
   /* One credit per poll, and only with room in the send queue; else it is
    * owed, and the send completions that make room bring us back here. */
   if (smr_ring_rx_should_publish(&k->rx) && k->sends_out < SEND_DEPTH) {
@@ -764,6 +868,8 @@ void smr_rdma_link_close(struct smr_rdma_link *k) {
     rdma_disconnect(k->id);
     rdma_destroy_qp(k->id);
   }
+  if (k->sst_out_mr != NULL) ibv_dereg_mr(k->sst_out_mr);
+  if (k->sst_in_mr != NULL) ibv_dereg_mr(k->sst_in_mr);
   if (k->mirror_mr != NULL) ibv_dereg_mr(k->mirror_mr);
   if (k->ring_mr != NULL) ibv_dereg_mr(k->ring_mr);
   if (k->cq != NULL) ibv_destroy_cq(k->cq);
@@ -773,5 +879,7 @@ void smr_rdma_link_close(struct smr_rdma_link *k) {
   if (k->ec != NULL) rdma_destroy_event_channel(k->ec);
   free(k->ring);
   free(k->mirror);
+  free(k->sst_in);
+  free(k->sst_out);
   free(k);
 }

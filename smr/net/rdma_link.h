@@ -8,8 +8,8 @@
  * Design.
  *   - Setup.  The active side resolves the address and route and connects;
  *     the passive side listens and accepts.  Each side's connection
- *     private data is a hello: magic, version, and where its ring is (the
- *     virtual address, the rkey, the capacity).  Nothing else is exchanged
+ *     private data is a hello: magic, version, where its ring is (the
+ *     virtual address, the rkey, the capacity) and where its SST slot is.  Nothing else is exchanged
  *     over RDMA: who the peer is and whether it may connect is the
  *     transport's business, over its authenticated control channel.
  *   - Sending a record: the ring bookkeeping (smr_ring_tx_place) says where;
@@ -55,7 +55,7 @@ struct smr_rdma_link_opts {
                          (picks the device), or NULL for the route's */
 };
 
-#define SMR_RDMA_EXTRA_MAX 24
+#define SMR_RDMA_EXTRA_MAX 16
 
 struct sockaddr;
 
@@ -137,6 +137,18 @@ int smr_rdma_link_more(const struct smr_rdma_link *k);
 /* Completions of any kind (records, credit, sends retired) the last poll
  * handled. */
 int smr_rdma_link_polled(const struct smr_rdma_link *k);
+
+/* The SST slot (rdma_ring.h).  sst_put: makes data (at most
+ * SMR_SST_DATA_MAX bytes) the content of the peer's slot: written at once,
+ * or when the write in flight completes (a later put replaces a waiting
+ * one); 0 or a negative errno (the link is dead).  sst_get: 1 with data
+ * (room for SMR_SST_DATA_MAX) and *len if the peer wrote something new
+ * since the last get, 0 if not (or a write is landing: look again), or
+ * -EPROTO (the link is dead). */
+int smr_rdma_link_sst_put(struct smr_rdma_link *k, const void *data,
+                          uint32_t len);
+int smr_rdma_link_sst_get(struct smr_rdma_link *k, uint8_t *data,
+                          uint32_t *len);
 
 /* Bytes the peer's ring has free for our records now. */
 uint64_t smr_rdma_link_room(const struct smr_rdma_link *k);

@@ -63,6 +63,16 @@ int smr_rdma_path_poll(struct smr_rdma_path *p,
   (void)p, (void)cb, (void)ctx;
   return -ENOTCONN;
 }
+int smr_rdma_path_sst_put(struct smr_rdma_path *p, const void *data,
+                          uint32_t len) {
+  (void)p, (void)data, (void)len;
+  return -ENOTCONN;
+}
+int smr_rdma_path_sst_get(struct smr_rdma_path *p, uint8_t *data,
+                          uint32_t *len) {
+  (void)p, (void)data, (void)len;
+  return -ENOTCONN;
+}
 const char *smr_rdma_path_device(const struct smr_rdma_path *p) {
   (void)p;
   return "none";

@@ -134,3 +134,49 @@ int smr_ring_rx_should_publish(const struct smr_ring_rx *r) {
 }
 
 void smr_ring_rx_published(struct smr_ring_rx *r) { r->published = r->head; }
+
+/* ---- the SST slot ---- */
+
+static void put64le(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64v(const volatile uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+int smr_sst_slot_fill(uint8_t *slot, uint64_t seq, const void *data,
+                      uint32_t len) {
+  if (len > SMR_SST_DATA_MAX) return -EMSGSIZE;
+  memset(slot, 0, SMR_SST_SLOT);
+  put64le(slot, seq);
+  put32(slot + 8, len);
+  if (len > 0) memcpy(slot + 16, data, len);
+  put64le(slot + SMR_SST_SLOT - 8, seq);
+  return 0;
+}
+
+int smr_sst_slot_read(const volatile uint8_t *slot, uint64_t last,
+                      uint64_t *seq, uint8_t *data, uint32_t *len) {
+  /* Tail first, then the data, then the head: the reverse of the order
+   * the write lands in (rdma_ring.h). */
+  uint64_t tail = get64v(slot + SMR_SST_SLOT - 8);
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (tail == 0 || tail <= last) return 0;
+  uint32_t n = 0, pad = 0;
+  for (int i = 0; i < 4; i++) {
+    n |= (uint32_t)slot[8 + i] << (8 * i);
+    pad |= (uint32_t)slot[12 + i] << (8 * i);
+  }
+  if (n <= SMR_SST_DATA_MAX)
+    for (uint32_t i = 0; i < n; i++) data[i] = slot[16 + i];
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  uint64_t head = get64v(slot);
+  if (head != tail) return -EAGAIN;
+  if (n > SMR_SST_DATA_MAX || pad != 0) return -EPROTO;
+  *seq = head;
+  *len = n;
+  return 1;
+}

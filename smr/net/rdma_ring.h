@@ -123,4 +123,45 @@ int smr_ring_rx_next(struct smr_ring_rx *r, const uint8_t *base,
 int smr_ring_rx_should_publish(const struct smr_ring_rx *r);
 void smr_ring_rx_published(struct smr_ring_rx *r);
 
+/* ---- the SST slot ----
+ *
+ * Beside the ring, each side of a link owns one slot of SMR_SST_SLOT bytes
+ * that the other side overwrites with one-sided RDMA WRITEs: the latest of
+ * a kind of message where only the latest matters (the transport puts the
+ * member's heartbeat there, with the received/delivered counters that
+ * stability is computed from: Derecho's SST, one row per peer).  Nobody is
+ * told of a write; the reader looks at the slot when it polls.
+ *
+ *     u64 seq     1, 2, 3, ...: the writer's count of slot writes
+ *     u32 len     bytes of data (at most SMR_SST_DATA_MAX)
+ *     u32 zero
+ *     data        len bytes, the rest of the slot up to the tail unused
+ *     u64 seq     again, in the slot's last 8 bytes
+ *
+ * A write replaces the whole slot.  The RDMA WRITE places the bytes in
+ * ascending address order (rxe copies them so; hardware RC writes land in
+ * order on the PCIe bus), and the reader reads them in the other order:
+ * the tail's seq, the data, then the head's seq, and takes the slot only if
+ * both are the same and newer than what it had.  A write that lands while
+ * the reader reads changes the head first, so a torn copy never passes.
+ * The writer keeps at most one write in flight (its source buffer must not
+ * change under the adapter), so writes to a slot never overlap either.
+ *
+ * The slot comes from another machine: a length past SMR_SST_DATA_MAX or
+ * a nonzero pad is -EPROTO. */
+#define SMR_SST_SLOT 256u
+#define SMR_SST_DATA_MAX (SMR_SST_SLOT - 24u)
+
+/* Fills slot (SMR_SST_SLOT bytes) for write number seq; -EMSGSIZE if len
+ * is over SMR_SST_DATA_MAX. */
+int smr_sst_slot_fill(uint8_t *slot, uint64_t seq, const void *data,
+                      uint32_t len);
+
+/* Reads a slot that another machine writes: 1 with *seq, data and *len
+ * (data has room for SMR_SST_DATA_MAX) if it holds a whole write newer
+ * than last, 0 if nothing newer (or never written), -EAGAIN if a write is
+ * landing (look again later), -EPROTO if the slot is malformed. */
+int smr_sst_slot_read(const volatile uint8_t *slot, uint64_t last,
+                      uint64_t *seq, uint8_t *data, uint32_t *len);
+
 #endif

@@ -93,6 +93,7 @@
 #include "assert.h"
 #include "net.h"
 #include "rdma.h"
+#include "rdma_ring.h"
 #include "tcp_proto.h"
 #include "tls.h"
 #include "wire.h"
@@ -155,6 +156,13 @@ struct conn {
   uint64_t switch_at;       /* the peer's stream bytes over TCP, in all */
   uint8_t *pend;            /* link bytes before TCP reached switch_at */
   size_t pend_len, pend_cap;
+  /* The SST slot: heartbeats go there instead of the stream once we
+   * switched, each with the stream position it was sent at; the peer's
+   * latest waits here until our stream has reached its position. */
+  uint64_t sent_total, rcvd_total; /* stream bytes of this connection */
+  uint8_t sst_row[SMR_SST_DATA_MAX];
+  uint32_t sst_len;
+  unsigned sst_pending : 1;
 };
 
 struct peer {
@@ -717,8 +725,11 @@ static void conn_write(struct conn *c) {
       if (e == 0) c->rdma_tx = 1;
     }
     if (c->rdma_tx || peer_queued(p) == 0) break;
-    /* One chunk over TCP, then look at the switch again: under steady
-     * load the queue never empties, and the switch must not wait for it. */
+    /* A link being made: frames wait for it (all of the stream goes over
+     * RDMA), unless TLS owes a retry of bytes it already took.  If the
+     * link fails, with fallback they go over TCP after all. */
+    if (c->rp != NULL && !c->tls_retry) break;
+    /* One chunk over TCP, then look at the switch again. */
     size_t len = peer_queued(p);
     if (len > WRITE_CHUNK) len = WRITE_CHUNK;
     r = io_write(c, p->q + p->qhead, len, why, sizeof why);
@@ -732,6 +743,7 @@ static void conn_write(struct conn *c) {
     }
     c->tls_retry = 0;
     c->tls_out += (uint64_t)r;
+    c->sent_total += (uint64_t)r;
     queue_advance(n, p, (size_t)r);
   }
   if (c->rdma_tx) {
@@ -746,6 +758,7 @@ static void conn_write(struct conn *c) {
         return;
       }
       n->st.rdma_bytes_out += len;
+      c->sent_total += len;
       queue_advance(n, p, len);
     }
   }
@@ -783,6 +796,7 @@ static void on_rdma_input(void *ctx);
 static void on_rdma_failed(void *ctx, const char *why);
 static void conn_rdma_deadline(struct conn *c);
 static void conn_rdma_merge(struct conn *c);
+static void conn_sst_deliver(struct conn *c);
 static void conn_rdma_lost(struct conn *c, const char *why);
 static void dial_rdma(struct conn *c, const struct smr_net_hello *h);
 
@@ -969,8 +983,13 @@ static void conn_consume(struct conn *c) {
       conn_fail(c, 1, "frame claims to be from %s", claimed);
       return;
     }
+    if (c->sst_pending) { /* an SST row sent just before this frame */
+      conn_sst_deliver(c);
+      if (c->dead || n->closing) return;
+    }
     n->st.frames_in++;
     n->st.bytes_in += (uint64_t)fl;
+    c->rcvd_total += (uint64_t)fl;
     n->cfg.on_frame(n->cfg.ctx, p->id, f, (size_t)fl);
     if (c->dead || n->closing) return;
     off += (size_t)fl;
@@ -1036,6 +1055,10 @@ static void conn_read(struct conn *c) {
     }
     conn_consume(c);
     if (c->dead || n->closing) return;
+    if (c->sst_pending) { /* an SST row waiting for these bytes */
+      conn_sst_deliver(c);
+      if (c->dead || n->closing) return;
+    }
     if ((size_t)r >= budget) {
       /* Let other connections in; TLS may hold bytes the socket no longer
        * signals, so come back by feeding the event. */
@@ -1193,6 +1216,7 @@ static void conn_rdma_lost(struct conn *c, const char *why) {
     ev_timer_stop(n->loop, &c->timer);
     smr_rdma_path_close(c->rp);
     c->rp = NULL;
+    net_want_flush(n); /* what waited for the link goes over TCP */
     if (c->rdma_counted) n->st.rdma_links--;
     c->rdma_counted = 0;
     return;
@@ -1291,6 +1315,57 @@ static void conn_rdma_merge(struct conn *c) {
   }
 }
 
+/* The peer's SST row, once our stream has reached the position it was
+ * sent at: conn_consume() calls this before every frame, so the row comes
+ * exactly where it was sent, neither before a frame sent ahead of it nor
+ * after one sent behind it (unless a newer row replaced it: only the
+ * latest heartbeat matters). */
+static void conn_sst_deliver(struct conn *c) {
+  struct smr_net *n = c->n;
+  uint64_t pos = 0;
+
+  if (!c->sst_pending) return;
+  for (int i = 0; i < 8; i++) pos |= (uint64_t)c->sst_row[i] << (8 * i);
+  if (c->rcvd_total < pos) return;
+  c->sst_pending = 0;
+  n->st.frames_in++;
+  n->st.bytes_in += c->sst_len - 8;
+  n->st.rdma_sst_in++;
+  n->cfg.on_frame(n->cfg.ctx, c->peer->id, c->sst_row + 8, c->sst_len - 8);
+}
+
+/* A new SST row from the peer replaces the one waiting (only the latest
+ * matters); it must be one heartbeat frame from that peer. */
+static void conn_sst_check(struct conn *c) {
+  struct smr_net *n = c->n;
+  uint8_t row[SMR_SST_DATA_MAX];
+  uint32_t len;
+
+  if (c->dead || c->rp == NULL || !c->rdma_rx) return;
+  int r = smr_rdma_path_sst_get(c->rp, row, &len);
+  if (r < 0) {
+    conn_fail(c, 1, "rdma: a malformed SST slot");
+    return;
+  }
+  if (r == 1) {
+    const uint8_t *f = row + 8;
+    size_t fl = len >= 8 ? len - 8 : 0;
+    size_t idlen = fl > SMR_WIRE_HDR_FIXED ? f[SMR_WIRE_HDR_FIXED - 1] : 0;
+    if (fl == 0 || smr_wire_frame_len(f, fl) != (long)fl ||
+        f[3] != SMR_MSG_HEARTBEAT || idlen != strlen(c->peer->id) ||
+        memcmp(f + SMR_WIRE_HDR_FIXED, c->peer->id, idlen) != 0) {
+      conn_fail(c, 1, "rdma: the SST slot holds no heartbeat of %s",
+                c->peer->id);
+      return;
+    }
+    memcpy(c->sst_row, row, len);
+    c->sst_len = len;
+    c->sst_pending = 1;
+  }
+  conn_sst_deliver(c);
+  (void)n;
+}
+
 static void on_rdma_up(void *ctx) {
   struct conn *c = ctx;
   struct smr_net *n = c->n;
@@ -1320,7 +1395,12 @@ static void on_rdma_input(void *ctx) {
       conn_fail(c, 1, "rdma: a record out of order, or no memory for it");
     } else {
       conn_rdma_merge(c);
-      if (!c->dead) conn_consume(c);
+      /* The slot before the records: a row was placed before any record
+       * posted after it (one RC queue pair), so it is seen in time to be
+       * delivered at its stream position. */
+      if (!c->dead) conn_sst_check(c);
+      if (!c->dead && !n->closing) conn_consume(c);
+      if (!c->dead && !n->closing && c->sst_pending) conn_sst_deliver(c);
       if (!c->dead && !n->closing && c->state == C_UP &&
           (peer_queued(c->peer) > 0 || conn_switch_due(c))) {
         conn_write(c); /* credit may have come back */
@@ -1766,6 +1846,23 @@ int smr_net_send(struct smr_net *n, const char *peer, const char *addr,
     return -EAGAIN;
   }
   struct conn *c = p->up;
+  if (c != NULL && c->rdma_tx && frame[3] == SMR_MSG_HEARTBEAT &&
+      len + 8 <= SMR_SST_DATA_MAX) {
+    /* SST: the heartbeat (this member's received and delivered counters)
+     * overwrites our row at the peer, with the stream position it belongs
+     * at; a later one replaces it (rdma_ring.h). */
+    uint8_t row[SMR_SST_DATA_MAX];
+    uint64_t pos = c->sent_total + queued;
+    for (int i = 0; i < 8; i++) row[i] = (uint8_t)(pos >> (8 * i));
+    memcpy(row + 8, frame, len);
+    if (smr_rdma_path_sst_put(c->rp, row, (uint32_t)(len + 8)) == 0) {
+      n->st.frames_out++;
+      n->st.bytes_out += len;
+      n->st.rdma_sst_out++;
+      if (n->depth == 0) net_reap(n);
+      return 0;
+    }
+  }
   if (c != NULL && c->rdma_tx && queued == 0 && len >= RDMA_DIRECT_MIN &&
       len <= smr_rdma_path_max_record(c->rp) &&
       smr_rdma_path_send(c->rp, frame, (uint32_t)len) == 0) {
@@ -1776,6 +1873,7 @@ int smr_net_send(struct smr_net *n, const char *peer, const char *addr,
     n->st.frames_out++;
     n->st.bytes_out += len;
     n->st.rdma_bytes_out += len;
+    c->sent_total += len;
     if (n->depth == 0) net_reap(n);
     return 0;
   }

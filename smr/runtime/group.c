@@ -844,4 +844,6 @@ void smr_status(struct smr *g, struct smr_status *st) {
   st->rdma_links = ns.rdma_links;
   st->rdma_bytes_out = ns.rdma_bytes_out;
   st->rdma_bytes_in = ns.rdma_bytes_in;
+  st->rdma_sst_out = ns.rdma_sst_out;
+  st->rdma_sst_in = ns.rdma_sst_in;
 }

@@ -361,11 +361,13 @@ static json_t *cmd_status(struct smrd *d) {
       st.quorum_lost, "pending", (json_int_t)st.pending);
   json_object_set_new(
       r, "transport",
-      json_pack("{s:s,s:I,s:I,s:I,s:I}", "kind", st.transport, "peers_up",
-                (json_int_t)st.peers_up, "rdma_links",
+      json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "kind", st.transport,
+                "peers_up", (json_int_t)st.peers_up, "rdma_links",
                 (json_int_t)st.rdma_links, "rdma_bytes_out",
                 (json_int_t)st.rdma_bytes_out, "rdma_bytes_in",
-                (json_int_t)st.rdma_bytes_in));
+                (json_int_t)st.rdma_bytes_in, "rdma_sst_out",
+                (json_int_t)st.rdma_sst_out, "rdma_sst_in",
+                (json_int_t)st.rdma_sst_in));
   /* The VIP follows the primary (no VIP configured: null). */
   json_object_set_new(r, "vip_owner", d->cfg.vip_address[0]
                                           ? json_string(leader)
@@ -435,6 +437,10 @@ static json_t *cmd_metrics(struct smrd *d) {
     st.rdma_bytes_out);
   M("smr_rdma_bytes_in_total", "counter", "Stream bytes received over RDMA.",
     st.rdma_bytes_in);
+  M("smr_rdma_sst_out_total", "counter",
+    "Heartbeats written into peers' SST slots.", st.rdma_sst_out);
+  M("smr_rdma_sst_in_total", "counter",
+    "Peers' heartbeats taken from this member's SST slots.", st.rdma_sst_in);
   M("smr_applied_position", "gauge", "Position of the last applied request.",
     st.applied);
   M("smr_stable_sequence", "gauge", "Sequence number stable in the view.",

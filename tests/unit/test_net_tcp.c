@@ -539,11 +539,16 @@ static void test_send_errors(void **state) {
 
 /* Every member sends count frames to every other, all at once, then the
  * loop runs until everyone has everything. */
-static void exchange(struct node *nodes, int nn, uint64_t count) {
+/* Every member sends count frames to every other: heartbeats (payload 0)
+ * or, with kind = rdma, where a newer heartbeat may replace an older one,
+ * data frames of `payload` bytes. */
+static void exchange_frames(struct node *nodes, int nn, uint64_t count,
+                            size_t payload) {
   for (uint64_t s = 0; s < count; s++)
     for (int i = 0; i < nn; i++)
       for (int j = 0; j < nn; j++)
-        if (i != j) assert_int_equal(send_seq(&nodes[i], &nodes[j], s, 0), 0);
+        if (i != j)
+          assert_int_equal(send_seq(&nodes[i], &nodes[j], s, payload), 0);
   for (int i = 0; i < nn; i++)
     for (int j = 0; j < nn; j++)
       if (i != j) RUN_UNTIL(nodes[0].loop, DEADLINE, got(&nodes[i], nodes[j].id) >= count);
@@ -558,6 +563,10 @@ static void exchange(struct node *nodes, int nn, uint64_t count) {
     for (int j = 0; j < nn; j++)
       if (i != j) assert_int_equal(smr_net_queued(nodes[i].net, nodes[j].id), 0);
   }
+}
+
+static void exchange(struct node *nodes, int nn, uint64_t count) {
+  exchange_frames(nodes, nn, count, 0);
 }
 
 static void test_two_members_tls(void **state) {
@@ -1403,9 +1412,17 @@ static void test_rdma_three_members(void **state) {
 
   (void)state;
   for (int i = 0; i < 3; i++) rdma_open(&m[i], loop, i, &o, 0);
-  exchange(m, 3, 2000);
+  /* Data frames only (heartbeats take the SST slot once a link is up, and
+   * a newer one may replace an older: test_rdma_sst). */
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      if (i != j) assert_int_equal(send_seq(&m[i], &m[j], 0, 1), 0);
   RUN_UNTIL(loop, DEADLINE, all_links(m, 3));
-  /* Now on the links: more, with frames up to 600 KB (several records). */
+  for (uint64_t s = 1; s < 2000; s++)
+    for (int i = 0; i < 3; i++)
+      for (int j = 0; j < 3; j++)
+        if (i != j) assert_int_equal(send_seq(&m[i], &m[j], s, 1 + s % 200), 0);
+  /* Then frames up to 600 KB (several records each). */
   for (uint64_t s = 2000; s < 2300; s++)
     for (int i = 0; i < 3; i++)
       for (int j = 0; j < 3; j++)
@@ -1428,6 +1445,40 @@ static void test_rdma_three_members(void **state) {
     assert_true(has_log(&m[i], "rdma link to"));
   }
   for (int i = 0; i < 3; i++) node_close(&m[i]);
+  ev_loop_destroy(loop);
+}
+
+/* Heartbeats take the SST slot once the link is up: each arrives exactly
+ * at its place in the stream (after the frames sent before it, before
+ * those sent after), or is replaced by a newer one; never out of order. */
+static void test_rdma_sst(void **state) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.rdma = 1, .max_queue = 64u << 20};
+  struct node a, b;
+
+  (void)state;
+  rdma_open(&a, loop, 0, &o, 0);
+  rdma_open(&b, loop, 1, &o, 0);
+  b.gaps_ok = 1; /* a replaced heartbeat is a gap */
+  assert_int_equal(send_seq(&a, &b, 0, 10), 0);
+  RUN_UNTIL(loop, DEADLINE, got(&b, "n1") == 1 && stats(&a).rdma_links == 1);
+  uint64_t s = 1;
+  for (int round = 0; round < 200; round++) {
+    for (int k = 0; k < 20; k++, s++)
+      assert_int_equal(send_seq(&a, &b, s, 1 + (size_t)(s % 3000)), 0);
+    assert_int_equal(send_seq(&a, &b, s++, 0), 0); /* a heartbeat */
+    if (round % 50 == 0) run_for(loop, 0.01);
+  }
+  assert_int_equal(send_seq(&a, &b, s, 5), 0);
+  RUN_UNTIL(loop, DEADLINE, rx_of(&b, "n1")->next == s + 1);
+  if (b.bad) dump_log(&b);
+  assert_int_equal(b.bad, 0);
+  struct smr_net_stats sa = stats(&a), sb = stats(&b);
+  assert_true(sa.rdma_sst_out >= 1);
+  assert_true(sb.rdma_sst_in >= 1);
+  assert_true(sb.rdma_sst_in <= sa.rdma_sst_out);
+  node_close(&a);
+  node_close(&b);
   ev_loop_destroy(loop);
 }
 
@@ -1489,7 +1540,7 @@ static void test_rdma_mixed(void **state) {
   rdma_open(&m[0], loop, 0, &r, 0);
   rdma_open(&m[1], loop, 1, &t, 0);
   rdma_open(&m[2], loop, 2, &r, 0);
-  exchange(m, 3, 300);
+  exchange_frames(m, 3, 300, 16);
   RUN_UNTIL(loop, DEADLINE, stats(&m[0]).rdma_links == 1 && stats(&m[2]).rdma_links == 1);
   assert_int_equal(stats(&m[1]).rdma_links, 0);
   assert_true(has_log(&m[0], "stays on TCP"));
@@ -1527,6 +1578,7 @@ int main(void) {
   };
   const struct CMUnitTest rdma_tests[] = {
       cmocka_unit_test(test_rdma_three_members),
+      cmocka_unit_test(test_rdma_sst),
       cmocka_unit_test(test_rdma_lost_and_back),
       cmocka_unit_test(test_rdma_mixed),
   };

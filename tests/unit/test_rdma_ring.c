@@ -241,6 +241,64 @@ static void test_positions_past_4g(void **state) {
   assert_true(r.head > (1ull << 32));
 }
 
+/* The SST slot: a write read back whole; nothing new is 0; a write
+ * landing (head and tail differ) is -EAGAIN; a bad length or pad is
+ * -EPROTO only once the write is whole; an older seq is not news. */
+static void test_sst_slot(void **state) {
+  uint8_t slot[SMR_SST_SLOT], data[SMR_SST_DATA_MAX], big[SMR_SST_DATA_MAX + 1];
+  uint64_t seq = 0;
+  uint32_t len = 0;
+
+  (void)state;
+  memset(slot, 0, sizeof slot);
+  assert_int_equal(smr_sst_slot_read(slot, 0, &seq, data, &len), 0);
+  assert_int_equal(smr_sst_slot_fill(slot, 1, "hello", 5), 0);
+  assert_int_equal(smr_sst_slot_read(slot, 0, &seq, data, &len), 1);
+  assert_int_equal(seq, 1);
+  assert_int_equal(len, 5);
+  assert_memory_equal(data, "hello", 5);
+  assert_int_equal(smr_sst_slot_read(slot, 1, &seq, data, &len), 0);
+  /* The largest data fits; one more byte does not. */
+  memset(big, 0xab, sizeof big);
+  assert_int_equal(smr_sst_slot_fill(slot, 2, big, SMR_SST_DATA_MAX), 0);
+  assert_int_equal(smr_sst_slot_read(slot, 1, &seq, data, &len), 1);
+  assert_int_equal(len, SMR_SST_DATA_MAX);
+  assert_memory_equal(data, big, SMR_SST_DATA_MAX);
+  assert_int_equal(smr_sst_slot_fill(slot, 3, big, SMR_SST_DATA_MAX + 1),
+                   -EMSGSIZE);
+  /* Write 4 landing in address order on top of write 2: until its tail is
+   * in, nothing is new (the tail still says 2); once it is, all of it is
+   * there.  Never a mix. */
+  uint8_t next[SMR_SST_SLOT], mix[SMR_SST_SLOT];
+  assert_int_equal(smr_sst_slot_fill(slot, 2, big, SMR_SST_DATA_MAX), 0);
+  assert_int_equal(smr_sst_slot_fill(next, 4, "four", 4), 0);
+  for (size_t k = 0; k <= SMR_SST_SLOT; k++) {
+    memcpy(mix, next, k);
+    memcpy(mix + k, slot + k, SMR_SST_SLOT - k);
+    int r = smr_sst_slot_read(mix, 2, &seq, data, &len);
+    if (k > SMR_SST_SLOT - 8) { /* the tail's low byte (4) is in */
+      assert_int_equal(r, 1);
+      assert_int_equal(seq, 4);
+      assert_int_equal(len, 4);
+      assert_memory_equal(data, "four", 4);
+    } else {
+      assert_int_equal(r, 0);
+    }
+  }
+  /* The reader took the tail of write 4, and write 5 begins to land
+   * before it reads the head: not whole. */
+  memcpy(mix, next, SMR_SST_SLOT);
+  mix[0] = 5;
+  assert_int_equal(smr_sst_slot_read(mix, 2, &seq, data, &len), -EAGAIN);
+  /* Whole but malformed. */
+  assert_int_equal(smr_sst_slot_fill(slot, 5, "x", 1), 0);
+  slot[8] = 0xff; /* length 255 */
+  assert_int_equal(smr_sst_slot_read(slot, 0, &seq, data, &len), -EPROTO);
+  assert_int_equal(smr_sst_slot_fill(slot, 5, "x", 1), 0);
+  slot[13] = 1; /* pad */
+  assert_int_equal(smr_sst_slot_read(slot, 0, &seq, data, &len), -EPROTO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_init_refuses),
@@ -248,6 +306,7 @@ int main(void) {
       cmocka_unit_test(test_full_and_too_big),
       cmocka_unit_test(test_reader_refuses),
       cmocka_unit_test(test_positions_past_4g),
+      cmocka_unit_test(test_sst_slot),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

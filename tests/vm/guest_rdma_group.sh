@@ -11,7 +11,8 @@
 #   2. workload A through the primary with redis-cli --pipe (one client, so
 #      the order of the requests is fixed): small SETs and INCRs, RPUSHes,
 #      and 64 KiB values, several MB in all; a checkpoint: all three digests
-#      agree;
+#      agree; the backups' heartbeats (received/delivered counters) reached
+#      the primary through its SST slots;
 #   3. the primary is killed (SIGKILL): the other two install a view of two
 #      and one of them becomes primary; workload B through it;
 #   4. the killed member comes back with its data directory wiped: it joins
@@ -189,6 +190,13 @@ one_run() { # KIND: sets DIGEST_<KIND>
       pass "rdma: the primary sent $out bytes over its RDMA links (2 backups x the workload)"
     else
       fail "rdma: the primary sent only $out bytes over RDMA"
+    fi
+    local sst
+    sst=$(jfield "$s" rdma_sst_in)
+    if ((sst > 0)); then
+      pass "rdma: the backups' heartbeats (their counters) reached the primary through its SST slots ($sst rows)"
+    else
+      fail "rdma: no heartbeat came through the SST slots"
     fi
   fi
 

@@ -115,6 +115,7 @@ struct smr_status {
    * and the bytes they carried. */
   const char *transport;
   uint64_t peers_up, rdma_links, rdma_bytes_out, rdma_bytes_in;
+  uint64_t rdma_sst_out, rdma_sst_in; /* heartbeats through SST slots */
 };
 
 int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
