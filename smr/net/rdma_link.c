@@ -62,14 +62,13 @@ struct smr_rdma_link {
   size_t extra_len;
   uint8_t req[HELLO_LEN + SMR_RDMA_EXTRA_MAX]; /* passive: the request's */
   /* The SST slot (rdma_ring.h): ours that the peer writes, the source of
-   * our writes to the peer's, and the write waiting for the one in
-   * flight to complete. */
+   * our writes to the peer's, and whether one of those is in flight. */
   uint8_t *sst_in, *sst_out;
   struct ibv_mr *sst_in_mr, *sst_out_mr;
   uint64_t peer_sst_addr;
   uint32_t peer_sst_rkey;
   uint64_t sst_seq, sst_last;
-  int sst_busy, sst_dirty;
+  int sst_busy;
   uint8_t sst_next[SMR_SST_DATA_MAX];
   uint32_t sst_next_len;
   size_t req_len;
@@ -711,7 +710,6 @@ static int post_sst(struct smr_rdma_link *k) {
   k->unsignaled = 0;
   k->sends_out++;
   k->sst_busy = 1;
-  k->sst_dirty = 0;
   return 0;
 }
 
@@ -719,12 +717,11 @@ int smr_rdma_link_sst_put(struct smr_rdma_link *k, const void *data,
                           uint32_t len) {
   if (k->dead) return -ECONNRESET;
   if (len > SMR_SST_DATA_MAX) return -EMSGSIZE;
+  /* One write in flight, and posted at once or not at all: a write held
+   * back would land after records posted behind it. */
+  if (k->sst_busy || k->sends_out + 2 > SEND_DEPTH) return -EBUSY;
   memcpy(k->sst_next, data, len);
   k->sst_next_len = len;
-  k->sst_dirty = 1;
-  /* One write in flight: a later one waits for its completion (and
-   * replaces any that waited before it: only the latest matters). */
-  if (k->sst_busy || k->sends_out + 2 > SEND_DEPTH) return 0;
   int rc = post_sst(k);
   if (rc < 0) k->dead = 1;
   return rc;
@@ -830,12 +827,6 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
         return -EPROTO;
       }
     }
-  }
-  /* The SST write that waited for the one in flight. */
-  if (k->sst_dirty && !k->sst_busy && k->sends_out + 2 <= SEND_DEPTH &&
-      post_sst(k) < 0) {
-    k->dead = 1;
-    return -ECONNRESET;
   }
   /* One credit per poll, and only with room in the send queue; else it is
    * owed, and the send completions that make room bring us back here. */

@@ -139,9 +139,10 @@ int smr_rdma_link_more(const struct smr_rdma_link *k);
 int smr_rdma_link_polled(const struct smr_rdma_link *k);
 
 /* The SST slot (rdma_ring.h).  sst_put: makes data (at most
- * SMR_SST_DATA_MAX bytes) the content of the peer's slot: written at once,
- * or when the write in flight completes (a later put replaces a waiting
- * one); 0 or a negative errno (the link is dead).  sst_get: 1 with data
+ * SMR_SST_DATA_MAX bytes) the content of the peer's slot, posted at once
+ * behind everything posted before it: 0, -EBUSY while the previous write
+ * is in flight (send it another way), or another negative errno (the link
+ * is dead).  sst_get: 1 with data
  * (room for SMR_SST_DATA_MAX) and *len if the peer wrote something new
  * since the last get, 0 if not (or a write is landing: look again), or
  * -EPROTO (the link is dead). */

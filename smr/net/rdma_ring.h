@@ -145,7 +145,10 @@ void smr_ring_rx_published(struct smr_ring_rx *r);
  * both are the same and newer than what it had.  A write that lands while
  * the reader reads changes the head first, so a torn copy never passes.
  * The writer keeps at most one write in flight (its source buffer must not
- * change under the adapter), so writes to a slot never overlap either.
+ * change under the adapter), so writes to a slot never overlap either, and
+ * posts each at once or not at all (the transport sends that heartbeat in
+ * the stream instead): a write held back would land after records posted
+ * behind it, and its row would overtake them.
  *
  * The slot comes from another machine: a length past SMR_SST_DATA_MAX or
  * a nonzero pad is -EPROTO. */

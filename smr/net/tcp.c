@@ -1358,9 +1358,13 @@ static void conn_sst_check(struct conn *c) {
                 c->peer->id);
       return;
     }
-    memcpy(c->sst_row, row, len);
-    c->sst_len = len;
-    c->sst_pending = 1;
+    uint64_t pos = 0;
+    for (int i = 0; i < 8; i++) pos |= (uint64_t)row[i] << (8 * i);
+    if (pos >= c->rcvd_total) { /* (an honest peer's never lies behind) */
+      memcpy(c->sst_row, row, len);
+      c->sst_len = len;
+      c->sst_pending = 1;
+    }
   }
   conn_sst_deliver(c);
   (void)n;
@@ -1850,7 +1854,8 @@ int smr_net_send(struct smr_net *n, const char *peer, const char *addr,
       len + 8 <= SMR_SST_DATA_MAX) {
     /* SST: the heartbeat (this member's received and delivered counters)
      * overwrites our row at the peer, with the stream position it belongs
-     * at; a later one replaces it (rdma_ring.h). */
+     * at; a later one replaces it (rdma_ring.h).  While the previous row
+     * is still being written, this one goes in the stream. */
     uint8_t row[SMR_SST_DATA_MAX];
     uint64_t pos = c->sent_total + queued;
     for (int i = 0; i < 8; i++) row[i] = (uint8_t)(pos >> (8 * i));

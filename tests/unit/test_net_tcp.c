@@ -25,6 +25,7 @@
  * SMR_TEST_VERBOSE=1 prints every transport log line. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1470,6 +1471,19 @@ static void test_rdma_sst(void **state) {
     if (round % 50 == 0) run_for(loop, 0.01);
   }
   assert_int_equal(send_seq(&a, &b, s, 5), 0);
+  for (int i = 0; i < 40 && rx_of(&b, "n1")->next != s + 1; i++)
+    run_for(loop, 0.5);
+  if (rx_of(&b, "n1")->next != s + 1) {
+    struct smr_net_stats sa = stats(&a), sb = stats(&b);
+    fprintf(stderr, "want %" PRIu64 ", next %" PRIu64 " got %" PRIu64
+            "; a queued %zu out %" PRIu64 " rdma_out %" PRIu64 " sst_out %"
+            PRIu64 "; b in %" PRIu64 " rdma_in %" PRIu64 " sst_in %" PRIu64
+            "\n", s + 1, rx_of(&b, "n1")->next, got(&b, "n1"),
+            smr_net_queued(a.net, "n2"), sa.frames_out, sa.rdma_bytes_out,
+            sa.rdma_sst_out, sb.frames_in, sb.rdma_bytes_in, sb.rdma_sst_in);
+    dump_log(&a);
+    dump_log(&b);
+  }
   RUN_UNTIL(loop, DEADLINE, rx_of(&b, "n1")->next == s + 1);
   if (b.bad) dump_log(&b);
   assert_int_equal(b.bad, 0);
