@@ -160,6 +160,8 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void usage_exit(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 static void usage_exit(const char *fmt, ...) {
   if (fmt != NULL) {
     va_list ap;
@@ -174,6 +176,8 @@ static void usage_exit(const char *fmt, ...) {
 }
 
 /* Records the first failure and stops the loop; main() reports it. */
+static void fail(struct bench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void fail(struct bench *b, const char *fmt, ...) {
   if (!b->failed) {
     va_list ap;

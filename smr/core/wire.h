@@ -249,6 +249,9 @@ struct smr_wire_msg {
  * previous result to continue over more bytes (crc(0, ab) ==
  * crc(crc(0, a), b)). */
 uint32_t smr_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The table-driven version smr_crc32c() uses where the CPU has no CRC32C
+ * instruction (exported for the tests, which check both). */
+uint32_t smr_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 /* 64-bit hash of a group name, carried in every frame header. */
 uint64_t smr_wire_group_hash(const char *name);
