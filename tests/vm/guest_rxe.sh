@@ -50,6 +50,7 @@
 #   RXE_PROBE_RECORDS: rdma_probe's record count (default 20000)
 #   RXE_SKIP_PERFTEST=1: leave out rping and perftest (steps 3-5)
 #   RXE_SKIP_GROUP=1: leave out the KV group (step 6c)
+#   RXE_SKIP_PROBE=1: leave out rdma_probe (step 6)
 #   RXE_BENCH=1: the transport's benchmark beside perftest (step 6d;
 #                bench/vm_rdma_bench.sh), RXE_BENCH_COUNT frames (2000)
 #
@@ -292,7 +293,7 @@ fi # RXE_SKIP_PERFTEST
 
 # ---- 6. the project's RDMA link (rdma_probe) ------------------------------------
 probe=${build:+$build/tests/vm/rdma_probe}
-if [[ -z $probe ]]; then
+if [[ -z $probe || -n ${RXE_SKIP_PROBE:-} ]]; then
   :
 elif [[ ! -x $probe ]]; then
   info "no $probe (built where libibverbs-dev and librdmacm-dev are installed): RDMA link not run"

@@ -15,7 +15,7 @@
 #   e.g. test_rxe.sh build --members 2
 # With RXE_BASELINE_OUT=FILE the RXE_BASELINE line is also written to FILE
 # (on the host).  RXE_TOPOLOGY, RXE_BW_ITERS, RXE_LAT_ITERS and
-# RXE_PROBE_RECORDS, RXE_SKIP_PERFTEST, RXE_SKIP_GROUP, RXE_BENCH and
+# RXE_PROBE_RECORDS, RXE_SKIP_PERFTEST, RXE_SKIP_GROUP, RXE_SKIP_PROBE, RXE_BENCH and
 # RXE_BENCH_COUNT are passed on.
 #
 # Skips (77) if not root, if run-vm cannot run a VM here (run-vm --check),
@@ -55,7 +55,7 @@ fi
 source "$SRC/tests/vm/lib.sh"
 mapfile -t vis < <(vm_share_args "$SRC" "$BUILD" "$PWD")
 envs=()
-for v in RXE_TOPOLOGY RXE_BW_ITERS RXE_LAT_ITERS RXE_PROBE_RECORDS RXE_SKIP_PERFTEST RXE_SKIP_GROUP RXE_BENCH RXE_BENCH_COUNT; do
+for v in RXE_TOPOLOGY RXE_BW_ITERS RXE_LAT_ITERS RXE_PROBE_RECORDS RXE_SKIP_PERFTEST RXE_SKIP_GROUP RXE_SKIP_PROBE RXE_BENCH RXE_BENCH_COUNT; do
   if [[ -n ${!v:-} ]]; then envs+=(--env "$v=${!v}"); fi
 done
 out=()
