@@ -2763,6 +2763,11 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st) {
   st->suspects = c->suspects;
   st->leaving = c->leaving;
   st->refused = c->refused;
+  for (uint32_t r = 0; r < c->view.n && r < 32; r++) {
+    int lacks = r == c->rank ? !c->caught_up
+                             : (c->peers[r].flags & HB_NO_STATE) != 0;
+    if (lacks) st->lacks_state |= 1u << r;
+  }
 }
 
 uint64_t smr_core_quorum_heard(const struct smr_core *c) {

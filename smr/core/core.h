@@ -213,6 +213,10 @@ struct smr_core_status {
   uint32_t suspects;                /* bitmap by rank */
   int leaving;                      /* asked to leave, not yet out */
   uint64_t refused;                 /* well-formed frames that made no sense */
+  uint32_t lacks_state;             /* bitmap by rank: members of the view
+                                       not yet known to hold the state
+                                       (NEEDS_STATE in the view until their
+                                       heartbeat says otherwise) */
 };
 
 /* Creates a member.  cfg and everything it points to is copied; only

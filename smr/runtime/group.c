@@ -820,7 +820,8 @@ void smr_status(struct smr *g, struct smr_status *st) {
     st->addrs[i] = cs.view->m[i].addr;
     if (cs.suspects & (1u << i))
       st->member_state[i] = 2;
-    else if (cs.view->m[i].flags & SMR_MEMBER_NEEDS_STATE)
+    else if (cs.lacks_state & (1u << i)) /* not the view's flag: that one
+                                           stays set after the transfer */
       st->member_state[i] = 1;
   }
   st->incarnation = g->incarnation;

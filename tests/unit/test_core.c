@@ -628,6 +628,11 @@ static void test_joins_batched_with_state_transfer(void **state) {
   run(50);
   same_history(6, all);
   for (int i = 3; i < 6; i++) assert_int_equal(K.nodes[i].pos, 40);
+  /* The joiners still carry NEEDS_STATE in this view, but once their
+   * heartbeats say they hold the state nobody counts them as lacking it. */
+  for (int i = 3; i < 6; i++)
+    assert_true(st_of(0).view->m[st_of(i).rank].flags & SMR_MEMBER_NEEDS_STATE);
+  for (int i = 0; i < 6; i++) assert_int_equal(st_of(i).lacks_state, 0);
   submit(4, "from-joiner");
   run(50);
   same_history(6, all);

@@ -245,9 +245,9 @@ one_run() { # KIND: sets DIGEST_<KIND>
 gen_workload A "$WORK/A.resp"
 gen_workload B "$WORK/B.resp"
 DIGEST_tcp= DIGEST_rdma=
-[[ ${ONLY:-} == rdma ]] || { one_run tcp || tail -5 "$WORK"/tcp/log* 2>/dev/null; }
+[[ ${ONLY:-} == rdma ]] || { one_run tcp || tail -n 40 "$WORK"/tcp/log* 2>/dev/null; }
 stop_all
-[[ ${ONLY:-} == tcp ]] || { one_run rdma || tail -5 "$WORK"/rdma/log* 2>/dev/null; }
+[[ ${ONLY:-} == tcp ]] || { one_run rdma || tail -n 40 "$WORK"/rdma/log* 2>/dev/null; }
 stop_all
 if [[ -n $DIGEST_tcp && $DIGEST_tcp == "$DIGEST_rdma" ]]; then
   pass "the same digest over TCP and over RDMA (${DIGEST_rdma:0:16}...)"
