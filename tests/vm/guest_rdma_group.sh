@@ -64,11 +64,11 @@ cleanup() {
 trap cleanup EXIT
 
 wait_for() { # SECS WHAT COMMAND...: polls every 0.1 s
-  local deadline=$((SECONDS + $1)) what=$2
+  local secs=$1 deadline=$((SECONDS + $1)) what=$2
   shift 2
   until "$@" >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then
-      fail "timed out after ${deadline}s waiting for: $what"
+      fail "timed out after ${secs}s waiting for: $what"
       return 1
     fi
     sleep 0.1
