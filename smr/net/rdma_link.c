@@ -27,6 +27,7 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
+#include "le.h"
 #include "rdma_link.h"
 #include "rdma_ring.h"
 
@@ -69,8 +70,6 @@ struct smr_rdma_link {
   uint32_t peer_sst_rkey;
   uint64_t sst_seq, sst_last;
   int sst_busy;
-  uint8_t sst_next[SMR_SST_DATA_MAX];
-  uint32_t sst_next_len;
   size_t req_len;
   int more;        /* the last poll stopped at its budget */
   int polled;      /* completions the last poll handled */
@@ -83,32 +82,16 @@ struct smr_rdma_listener {
 
 /* ---- hello ---- */
 
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
 static void hello_encode(const struct smr_rdma_link *k, uint8_t *h) {
   memset(h, 0, HELLO_LEN);
-  put32(h, HELLO_MAGIC);
-  put32(h + 4, HELLO_VERSION);
-  put64(h + 8, (uint64_t)(uintptr_t)k->ring);
-  put32(h + 16, k->ring_mr->rkey);
-  put32(h + 20, k->rx.cap);
-  put64(h + 24, (uint64_t)(uintptr_t)k->sst_in);
-  put32(h + 32, k->sst_in_mr->rkey);
-  put32(h + 36, SMR_SST_SLOT);
+  smr_le_put32(h, HELLO_MAGIC);
+  smr_le_put32(h + 4, HELLO_VERSION);
+  smr_le_put64(h + 8, (uint64_t)(uintptr_t)k->ring);
+  smr_le_put32(h + 16, k->ring_mr->rkey);
+  smr_le_put32(h + 20, k->rx.cap);
+  smr_le_put64(h + 24, (uint64_t)(uintptr_t)k->sst_in);
+  smr_le_put32(h + 32, k->sst_in_mr->rkey);
+  smr_le_put32(h + 36, SMR_SST_SLOT);
 }
 
 /* The peer's hello: its ring must have our capacity (both sides are
@@ -116,29 +99,29 @@ static void hello_encode(const struct smr_rdma_link *k, uint8_t *h) {
 static int hello_decode(struct smr_rdma_link *k, const void *data,
                         size_t len, char *err, size_t errlen) {
   const uint8_t *h = data;
-  if (h == NULL || len < HELLO_LEN || get32(h) != HELLO_MAGIC) {
+  if (h == NULL || len < HELLO_LEN || smr_le_get32(h) != HELLO_MAGIC) {
     snprintf(err, errlen, "rdma: the peer's connection data is not an smr hello");
     return -EPROTO;
   }
-  if (get32(h + 4) != HELLO_VERSION) {
+  if (smr_le_get32(h + 4) != HELLO_VERSION) {
     snprintf(err, errlen, "rdma: the peer speaks version %u, we %u",
-             get32(h + 4), HELLO_VERSION);
+             smr_le_get32(h + 4), HELLO_VERSION);
     return -EPROTO;
   }
-  if (get32(h + 20) != k->tx.cap) {
+  if (smr_le_get32(h + 20) != k->tx.cap) {
     snprintf(err, errlen, "rdma: the peer's ring is %u bytes, ours %u",
-             get32(h + 20), k->tx.cap);
+             smr_le_get32(h + 20), k->tx.cap);
     return -EPROTO;
   }
-  if (get32(h + 36) != SMR_SST_SLOT) {
+  if (smr_le_get32(h + 36) != SMR_SST_SLOT) {
     snprintf(err, errlen, "rdma: the peer's SST slot is %u bytes, ours %u",
-             get32(h + 36), SMR_SST_SLOT);
+             smr_le_get32(h + 36), SMR_SST_SLOT);
     return -EPROTO;
   }
-  k->peer_addr = get64(h + 8);
-  k->peer_rkey = get32(h + 16);
-  k->peer_sst_addr = get64(h + 24);
-  k->peer_sst_rkey = get32(h + 32);
+  k->peer_addr = smr_le_get64(h + 8);
+  k->peer_rkey = smr_le_get32(h + 16);
+  k->peer_sst_addr = smr_le_get64(h + 24);
+  k->peer_sst_rkey = smr_le_get32(h + 32);
   return 0;
 }
 
@@ -686,14 +669,14 @@ static int post_credit(struct smr_rdma_link *k) {
   return post_send(k, &wr);
 }
 
-/* Writes the waiting SST data into the peer's slot: one signaled WRITE,
- * the only one in flight (rdma_ring.h). */
-static int post_sst(struct smr_rdma_link *k) {
+/* Writes data into the peer's SST slot: one signaled WRITE, the only one
+ * in flight (rdma_ring.h). */
+static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
   struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)k->sst_out,
                         .length = SMR_SST_SLOT,
                         .lkey = k->sst_out_mr->lkey};
   struct ibv_send_wr wr, *bad;
-  smr_sst_slot_fill(k->sst_out, ++k->sst_seq, k->sst_next, k->sst_next_len);
+  smr_sst_slot_fill(k->sst_out, ++k->sst_seq, data, len);
   memset(&wr, 0, sizeof(wr));
   wr.sg_list = &sge;
   wr.num_sge = 1;
@@ -720,9 +703,7 @@ int smr_rdma_link_sst_put(struct smr_rdma_link *k, const void *data,
   /* One write in flight, and posted at once or not at all: a write held
    * back would land after records posted behind it. */
   if (k->sst_busy || k->sends_out + 2 > SEND_DEPTH) return -EBUSY;
-  memcpy(k->sst_next, data, len);
-  k->sst_next_len = len;
-  int rc = post_sst(k);
+  int rc = post_sst(k, data, len);
   if (rc < 0) k->dead = 1;
   return rc;
 }

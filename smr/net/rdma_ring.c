@@ -10,19 +10,10 @@
 
 #include "rdma_ring.h"
 
+#include "le.h"
+
 static int pow2(uint32_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-  p[2] = (uint8_t)(v >> 16);
-  p[3] = (uint8_t)(v >> 24);
-}
 
 static int limits_ok(uint32_t cap, uint32_t max_len) {
   return pow2(cap) && cap >= SMR_RING_MIN_CAP && max_len > 0 &&
@@ -30,8 +21,8 @@ static int limits_ok(uint32_t cap, uint32_t max_len) {
 }
 
 void smr_ring_put_header(uint8_t *dst, uint32_t len, uint64_t pos) {
-  put32(dst, len);
-  put32(dst + 4, (uint32_t)(pos >> 3));
+  smr_le_put32(dst, len);
+  smr_le_put32(dst + 4, (uint32_t)(pos >> 3));
 }
 
 /* ------------------------------------------------------------------------
@@ -108,8 +99,9 @@ int smr_ring_rx_next(struct smr_ring_rx *r, const uint8_t *base,
     uint32_t off = (uint32_t)(r->head & (r->cap - 1));
     uint32_t to_end = r->cap - off;
     if (avail < SMR_RING_HDR) return -EPROTO; /* a torn record announced */
-    uint32_t n = get32(base + off);
-    if (get32(base + off + 4) != (uint32_t)(r->head >> 3)) return -EPROTO;
+    uint32_t n = smr_le_get32(base + off);
+    if (smr_le_get32(base + off + 4) != (uint32_t)(r->head >> 3))
+      return -EPROTO;
     if (n == SMR_RING_WRAP) {
       if (avail < to_end) return -EPROTO; /* the lap's end not announced */
       r->head += to_end;
@@ -137,10 +129,6 @@ void smr_ring_rx_published(struct smr_ring_rx *r) { r->published = r->head; }
 
 /* ---- the SST slot ---- */
 
-static void put64le(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static uint64_t get64v(const volatile uint8_t *p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
@@ -151,10 +139,10 @@ int smr_sst_slot_fill(uint8_t *slot, uint64_t seq, const void *data,
                       uint32_t len) {
   if (len > SMR_SST_DATA_MAX) return -EMSGSIZE;
   memset(slot, 0, SMR_SST_SLOT);
-  put64le(slot, seq);
-  put32(slot + 8, len);
+  smr_le_put64(slot, seq);
+  smr_le_put32(slot + 8, len);
   if (len > 0) memcpy(slot + 16, data, len);
-  put64le(slot + SMR_SST_SLOT - 8, seq);
+  smr_le_put64(slot + SMR_SST_SLOT - 8, seq);
   return 0;
 }
 

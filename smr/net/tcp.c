@@ -91,6 +91,7 @@
 #include <openssl/err.h>
 
 #include "assert.h"
+#include "le.h"
 #include "net.h"
 #include "rdma.h"
 #include "rdma_ring.h"
@@ -162,6 +163,7 @@ struct conn {
   uint64_t sent_total, rcvd_total; /* stream bytes of this connection */
   uint8_t sst_row[SMR_SST_DATA_MAX];
   uint32_t sst_len;
+  uint64_t sst_pos; /* the waiting row's stream position */
   unsigned sst_pending : 1;
 };
 
@@ -715,8 +717,7 @@ static void conn_write(struct conn *c) {
       /* Nothing is owed to TLS (no write to retry): the stream moves to
        * the link here, after tls_out bytes (rdma.h). */
       uint8_t rec[SMR_RDMA_SWITCH_LEN] = {'S', 'M', 'R', 'S'};
-      for (int i = 0; i < 8; i++)
-        rec[8 + i] = (uint8_t)(c->tls_out >> (8 * i));
+      smr_le_put64(rec + 8, c->tls_out);
       int e = smr_rdma_path_send(c->rp, rec, sizeof rec);
       if (e < 0 && e != -EAGAIN) {
         conn_fail(c, 0, "rdma: cannot switch: %s", strerror(-e));
@@ -1284,8 +1285,7 @@ static void on_rdma_record(void *ctx, const uint8_t *rec, uint32_t len) {
       c->rdma_bad = 1;
       return;
     }
-    c->switch_at = 0;
-    for (int i = 0; i < 8; i++) c->switch_at |= (uint64_t)rec[8 + i] << (8 * i);
+    c->switch_at = smr_le_get64(rec + 8);
     c->rdma_rx = 1;
     return;
   }
@@ -1322,11 +1322,8 @@ static void conn_rdma_merge(struct conn *c) {
  * latest heartbeat matters). */
 static void conn_sst_deliver(struct conn *c) {
   struct smr_net *n = c->n;
-  uint64_t pos = 0;
 
-  if (!c->sst_pending) return;
-  for (int i = 0; i < 8; i++) pos |= (uint64_t)c->sst_row[i] << (8 * i);
-  if (c->rcvd_total < pos) return;
+  if (!c->sst_pending || c->rcvd_total < c->sst_pos) return;
   c->sst_pending = 0;
   n->st.frames_in++;
   n->st.bytes_in += c->sst_len - 8;
@@ -1337,7 +1334,6 @@ static void conn_sst_deliver(struct conn *c) {
 /* A new SST row from the peer replaces the one waiting (only the latest
  * matters); it must be one heartbeat frame from that peer. */
 static void conn_sst_check(struct conn *c) {
-  struct smr_net *n = c->n;
   uint8_t row[SMR_SST_DATA_MAX];
   uint32_t len;
 
@@ -1358,16 +1354,15 @@ static void conn_sst_check(struct conn *c) {
                 c->peer->id);
       return;
     }
-    uint64_t pos = 0;
-    for (int i = 0; i < 8; i++) pos |= (uint64_t)row[i] << (8 * i);
+    uint64_t pos = smr_le_get64(row);
     if (pos >= c->rcvd_total) { /* (an honest peer's never lies behind) */
       memcpy(c->sst_row, row, len);
       c->sst_len = len;
+      c->sst_pos = pos;
       c->sst_pending = 1;
     }
   }
   conn_sst_deliver(c);
-  (void)n;
 }
 
 static void on_rdma_up(void *ctx) {
@@ -1857,8 +1852,7 @@ int smr_net_send(struct smr_net *n, const char *peer, const char *addr,
      * at; a later one replaces it (rdma_ring.h).  While the previous row
      * is still being written, this one goes in the stream. */
     uint8_t row[SMR_SST_DATA_MAX];
-    uint64_t pos = c->sent_total + queued;
-    for (int i = 0; i < 8; i++) row[i] = (uint8_t)(pos >> (8 * i));
+    smr_le_put64(row, c->sent_total + queued);
     memcpy(row + 8, frame, len);
     if (smr_rdma_path_sst_put(c->rp, row, (uint32_t)(len + 8)) == 0) {
       n->st.frames_out++;

@@ -35,6 +35,7 @@ SMRD=$BUILD/smr/smrd/smrd
 SMRCTL=$BUILD/smr/smrd/smrctl
 MKCERTS=$SRC/smr/net/smr-mkcerts
 IP=("" "${RXE_IP_1:?}" "${RXE_IP_2:?}" "${RXE_IP_3:?}")
+# In the guest's own /tmp: the admin sockets cannot live on a 9p share.
 WORK=$(mktemp -d /tmp/smr-rdma-group.XXXXXX)
 failures=0
 declare -A PID
