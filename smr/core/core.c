@@ -1517,13 +1517,20 @@ static void send_nack(struct smr_core *c, uint32_t to, uint64_t ballot) {
   blob_unref(b);
 }
 
+/* A ballot a member could have made: its own rank in the low byte and a
+ * round of at least 1 (start_ballot() never makes round 0, and the
+ * acceptor's state relies on a ballot above 0 once it accepted). */
+static int ballot_of(uint64_t ballot, uint32_t from) {
+  return (ballot & 0xff) == from && (ballot >> 8) != 0;
+}
+
 static void on_prepare(struct smr_core *c, uint32_t from, uint64_t ballot) {
   if (!c->acceptor_ok) return;
   if (ballot < c->promised) {
     send_nack(c, from, ballot);
     return;
   }
-  if ((ballot & 0xff) != from) return; /* forged or confused ballot */
+  if (!ballot_of(ballot, from)) return; /* forged or confused ballot */
   if (from < c->rank && from != c->rank) c->lower_activity = c->now;
   if (ballot > c->promised) {
     c->promised = ballot;
@@ -1578,7 +1585,7 @@ static void on_accept(struct smr_core *c, uint32_t from, uint64_t ballot,
     send_nack(c, from, ballot);
     return;
   }
-  if ((ballot & 0xff) != from) return;
+  if (!ballot_of(ballot, from)) return;
   if (v->next.epoch != c->view.epoch + 1 || !proposal_valid(v)) return;
   c->promised = ballot;
   c->acc_ballot = ballot;
