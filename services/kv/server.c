@@ -144,6 +144,7 @@ struct smrd_frontend {
   struct held *held, *held_tail; /* in submission order */
   ev_timer held_w;
   uint64_t n_gated, restore_failures;
+  uint64_t released_bytes; /* client bytes the gate released */
   uint64_t owner;        /* our owner epoch (tcpr_rec_*), set at takeover */
   /* Test only: replies of gated connections held back (reply_delay_ms). */
   struct slot **late;
@@ -365,6 +366,7 @@ static int client_release(struct client *c) {
   if (!c->gated || c->closed || c->release_to <= c->released) return 0;
   tcpr_gate_release(c->f->cfg.gate, c->tcp.raddr, c->tcp.rport,
                     c->tcp.rcv_isn1 + (uint32_t)c->release_to);
+  c->f->released_bytes += c->release_to - c->released;
   c->released = c->release_to;
   return 1;
 }
@@ -1181,6 +1183,23 @@ static uint64_t kv_vip_connections(struct smrd_frontend *f) {
 static uint64_t kv_restore_failures(struct smrd_frontend *f) {
   return f->restore_failures;
 }
+
+static uint64_t kv_released_bytes(struct smrd_frontend *f) {
+  return f->released_bytes;
+}
+
+/* Test only: SET key value on this copy alone (see frontend.h). */
+static int kv_debug_corrupt(struct smrd_frontend *f, const char *key,
+                            const char *value) {
+  const uint8_t *argv[3] = {(const uint8_t *)"SET", (const uint8_t *)key,
+                            (const uint8_t *)value};
+  size_t argl[3] = {3, strlen(key), strlen(value)};
+  struct kv_exec x = {.argc = 3, .argv = argv, .argl = argl};
+  struct smr_buf reply = {0};
+  int rc = kv_store_exec(kv_service_store(f->cfg.svc), &x, &reply);
+  smr_buf_free(&reply);
+  return rc;
+}
 /* ------------------------------------------------------------------------
  * Life cycle
  * --------------------------------------------------------------------- */
@@ -1302,5 +1321,7 @@ const struct smrd_frontend_ops smrd_kv_frontend = {
     .connections = kv_connections,
     .vip_connections = kv_vip_connections,
     .restore_failures = kv_restore_failures,
+    .released_bytes = kv_released_bytes,
+    .debug_corrupt = kv_debug_corrupt,
     .resume = kv_resume,
 };

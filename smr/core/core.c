@@ -253,6 +253,11 @@ struct xfer {
   uint64_t next;     /* next position (delta) or byte offset (snapshot) */
   uint64_t acked;    /* the receiver has everything before this */
   int ended;
+  /* Delta or snapshot is decided once our log holds everything up to the
+   * boundary (see xfer_start): the request waits here until then. */
+  int undecided;
+  int req_has_state;
+  uint64_t req_pos, req_hash;
 };
 
 #define XFER_DONE UINT64_MAX /* acknowledgement of the END frame */
@@ -351,6 +356,8 @@ struct smr_core {
   /* Counters. */
   uint64_t views_installed, delivered_total, suspicions;
   uint64_t refused; /* well-formed frames whose content made no sense */
+  uint64_t xfers_out, xfer_bytes_out, xfers_in, xfer_bytes_in;
+  int capture_pending; /* a VIEW event with a capture not yet polled */
   uint64_t stalls;  /* times we were not driven for suspect_ms / 2 */
 
   /* Outputs. */
@@ -425,6 +432,7 @@ int smr_core_poll(struct smr_core *c, struct smr_event *ev) {
     return 0;
   }
   struct outev *o = &c->out[c->out_head++];
+  if (o->has_capture) c->capture_pending = 0;
   /* Every event before this one has been carried out, none after it: the
    * service state is exactly at the view's boundary. */
   if (o->has_capture && c->snap == NULL && !c->snap_failed &&
@@ -1052,6 +1060,7 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
     if (any) {
       o->has_capture = 1;
       o->capture = c->pos;
+      c->capture_pending = 1;
     }
     for (uint32_t r = 0; any && r < nv->n; r++) {
       if (!(nv->m[r].flags & SMR_MEMBER_NEEDS_STATE)) continue;
@@ -1828,11 +1837,32 @@ static void member_repair(struct smr_core *c) {
  * they chain from the receiver's hash to the boundary hash), or the
  * boundary snapshot in chunks; then END with the boundary hash.  At most
  * xfer_window frames are unacknowledged. */
+static void xfer_decide(struct smr_core *c, struct xfer *x);
+
+/* A transfer is requested at the install of a view, while the deliveries
+ * up to its boundary are still output events the program has not carried
+ * out: its log does not hold them yet, and a delta checked now would fail
+ * for want of the last entries.  So the choice waits until the VIEW event
+ * that captures the boundary has been polled (capture_pending clear). */
 static void xfer_start(struct smr_core *c, uint32_t r, int has_state,
                        uint64_t pos, uint64_t hash) {
   struct xfer *x = &c->xf[r];
   memset(x, 0, sizeof(*x));
   x->rank = r;
+  x->active = 1;
+  x->undecided = 1;
+  x->req_has_state = has_state;
+  x->req_pos = pos;
+  x->req_hash = hash;
+  if (!c->capture_pending) xfer_decide(c, x);
+}
+
+static void xfer_decide(struct smr_core *c, struct xfer *x) {
+  smr_assert(!c->capture_pending);
+  int has_state = x->req_has_state;
+  uint64_t pos = x->req_pos, hash = x->req_hash;
+  x->undecided = 0;
+  x->active = 0;
   uint64_t B = c->view.start_pos;
   if (has_state && pos <= B && c->src != NULL && c->src->log_read != NULL) {
     uint64_t hsh = hash;
@@ -1864,6 +1894,7 @@ static void xfer_send(struct smr_core *c, struct xfer *x, uint8_t kind,
   m.u.xfer.offset = off;
   m.u.xfer.len = len;
   m.u.xfer.data = data;
+  c->xfer_bytes_out += len;
   struct blob *b = frame(c, SMR_MSG_XFER, c->view.epoch, &m);
   send_to_rank(c, x->rank, b);
   blob_unref(b);
@@ -1873,6 +1904,10 @@ static void xfer_pump(struct smr_core *c) {
   if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED) return;
   for (uint32_t r = 0; r < c->view.n; r++) {
     struct xfer *x = &c->xf[r];
+    if (x->active && x->undecided) {
+      if (c->capture_pending) continue;
+      xfer_decide(c, x);
+    }
     for (;;) {
       if (!x->active || x->ended) break;
       uint64_t window = x->delta ? c->xfer_window
@@ -1924,6 +1959,7 @@ static void on_xfer_ack(struct smr_core *c, uint32_t from,
   uint64_t a = m->u.xfer_ack.offset;
   if (a == XFER_DONE) { /* it has its state */
     x->active = 0;
+    c->xfers_out++;
     return;
   }
   if (a > x->acked && a <= x->next) x->acked = a;
@@ -1970,6 +2006,7 @@ static void on_xfer(struct smr_core *c, uint32_t from,
   c->xfer_heard = c->now;
   const uint8_t *d = m->u.xfer.data;
   uint32_t len = m->u.xfer.len;
+  if (m->u.xfer.kind != SMR_XFER_END) c->xfer_bytes_in += len;
   uint64_t off = m->u.xfer.offset;
   switch (m->u.xfer.kind) {
   case SMR_XFER_SNAP:
@@ -2024,6 +2061,7 @@ static void on_xfer(struct smr_core *c, uint32_t from,
       return;
     }
     c->caught_up = 1;
+    c->xfers_in++;
     xfer_ack(c, from, XFER_DONE);
     send_heartbeat_all(c);
     update_stable(c);
@@ -2775,6 +2813,19 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st) {
                              : (c->peers[r].flags & HB_NO_STATE) != 0;
     if (lacks) st->lacks_state |= 1u << r;
   }
+  for (uint32_t r = 0; r < c->view.n && r < SMR_MAX_MEMBERS; r++)
+    st->m_delivered[r] = r == c->rank ? c->delivered : c->peers[r].delivered;
+  st->xfer_rank = UINT32_MAX;
+  for (uint32_t r = 0; r < c->view.n && r < SMR_MAX_MEMBERS; r++)
+    if (c->xf[r].active) {
+      st->xfer_rank = r;
+      st->xfer_delta = c->xf[r].delta;
+      st->xfer_acked = c->xf[r].acked;
+    }
+  st->xfers_out = c->xfers_out;
+  st->xfer_bytes_out = c->xfer_bytes_out;
+  st->xfers_in = c->xfers_in;
+  st->xfer_bytes_in = c->xfer_bytes_in;
 }
 
 uint64_t smr_core_quorum_heard(const struct smr_core *c) {

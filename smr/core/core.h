@@ -217,6 +217,15 @@ struct smr_core_status {
                                        not yet known to hold the state
                                        (NEEDS_STATE in the view until their
                                        heartbeat says otherwise) */
+  /* By rank: how far each member of the view has delivered (sequence
+   * numbers in the view; ours exact, the others' as last advertised). */
+  uint64_t m_delivered[SMR_MAX_MEMBERS];
+  /* A state transfer this member is sending (the donor's view of it). */
+  uint32_t xfer_rank;               /* receiving member, or UINT32_MAX */
+  int xfer_delta;                   /* 1: log entries, 0: snapshot */
+  uint64_t xfer_acked;              /* positions (delta) or bytes acked */
+  /* Transfers completed and payload bytes, sent and received. */
+  uint64_t xfers_out, xfer_bytes_out, xfers_in, xfer_bytes_in;
 };
 
 /* Creates a member.  cfg and everything it points to is copied; only

@@ -55,8 +55,15 @@
 #include "net.h"
 #include "store.h"
 
+/* Our submissions in flight: the program's cookie and when it was
+ * submitted (for the delivery latency histogram). */
+struct pending_cookie {
+  void *cookie;
+  uint64_t t_us;
+};
+
 struct cookieq {
-  void **v;
+  struct pending_cookie *v;
   size_t head, n, cap;
 };
 
@@ -65,6 +72,7 @@ struct cookieq {
 #define CTL_CHECKPOINT 1
 #define CTL_DIGEST 2
 #define CTL_LEAVE 3
+#define CTL_RESTART 4 /* [flags][id]: that member restarts */
 #define DIGEST_ROWS 8
 
 /* Digests reported for one checkpoint position. */
@@ -105,6 +113,24 @@ struct smr {
   size_t env_cap;
   struct digest_row digests[DIGEST_ROWS];
   int leave_due;          /* leave once this batch of outputs is done */
+  /* A restart under way (asked, or a divergence of our own): we leave,
+   * and once out, checkpoint (or discard with rebuild) and hand over. */
+  int restart_due, restart_rebuild, restart_handed, restart_excluded;
+  int restart_state_ok; /* we had the state when the restart began */
+  uint64_t divergences_seen, diverged;
+  uint64_t diverged_checked; /* the last digest position compared */
+  /* Restarts of members seen in views: the newest incarnation of each. */
+  struct {
+    char id[SMR_ID_MAX];
+    uint64_t inc;
+  } incs[2 * SMR_MAX_MEMBERS];
+  uint64_t restarts_seen;
+  uint64_t lat_le[SMR_LATENCY_BUCKETS], lat_count, lat_sum_us;
+  /* Our service digest at digest_pos (the last checkpoint, or the state
+   * recovered at start): status reports it instead of digesting the whole
+   * state on every call. */
+  uint8_t digest[SMR_DIGEST_LEN];
+  uint64_t digest_pos;
   int replaying;          /* recovery is replaying the log */
   /* Copies of the configuration's strings. */
   struct smr_member *boot;
@@ -137,6 +163,12 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static int cookie_push(struct cookieq *q, void *c) {
   if (q->head + q->n == q->cap) {
     if (q->head > 0) {
@@ -145,21 +177,32 @@ static int cookie_push(struct cookieq *q, void *c) {
     }
     if (q->n == q->cap) {
       size_t nc = q->cap ? q->cap * 2 : 256;
-      void **nv = realloc(q->v, nc * sizeof(*nv));
+      struct pending_cookie *nv = realloc(q->v, nc * sizeof(*nv));
       if (nv == NULL) return -ENOMEM;
       q->v = nv;
       q->cap = nc;
     }
   }
-  q->v[q->head + q->n++] = c;
+  q->v[q->head + q->n++] = (struct pending_cookie){c, now_us()};
   return 0;
 }
 
-static void *cookie_pop(struct cookieq *q) {
+static void *cookie_pop(struct cookieq *q, uint64_t *t_us) {
   if (!ALWAYS(q->n > 0)) return NULL;
-  void *c = q->v[q->head++];
+  struct pending_cookie pc = q->v[q->head++];
   if (--q->n == 0) q->head = 0;
-  return c;
+  if (t_us != NULL) *t_us = pc.t_us;
+  return pc.cookie;
+}
+
+/* One of our submissions was applied `us` microseconds after it was
+ * submitted. */
+static void latency_record(struct smr *g, uint64_t us) {
+  static const uint64_t bounds[SMR_LATENCY_BUCKETS] = SMR_LATENCY_BOUNDS;
+  for (int i = 0; i < SMR_LATENCY_BUCKETS; i++)
+    if (us <= bounds[i]) g->lat_le[i]++;
+  g->lat_count++;
+  g->lat_sum_us += us;
 }
 
 /* ------------------------------------------------------------------------
@@ -178,17 +221,47 @@ static void sync_store(struct smr *g) {
   g->unsynced = 0;
 }
 
+/* A member of a new view with a newer incarnation than we saw before was
+ * restarted (or replaced) meanwhile. */
+static void count_restarts(struct smr *g) {
+  for (uint32_t i = 0; i < g->view.n; i++) {
+    const struct smr_wire_member *m = &g->view.m[i];
+    size_t k, n = sizeof(g->incs) / sizeof(g->incs[0]), free_k = n;
+    for (k = 0; k < n; k++) {
+      if (g->incs[k].id[0] == 0 && free_k == n) free_k = k;
+      if (!strcmp(g->incs[k].id, m->id)) break;
+    }
+    if (k == n) {
+      if (free_k == n) continue; /* table full: not counted */
+      k = free_k;
+      memcpy(g->incs[k].id, m->id, sizeof(g->incs[k].id));
+      g->incs[k].id[sizeof(g->incs[k].id) - 1] = 0;
+    } else if (m->incarnation > g->incs[k].inc && g->incs[k].inc != 0) {
+      g->restarts_seen++;
+    }
+    if (m->incarnation > g->incs[k].inc) g->incs[k].inc = m->incarnation;
+  }
+}
+
 static void on_view_event(struct smr *g, const struct smr_event *ev) {
   g->view = *ev->u.view.view;
+  count_restarts(g);
   g->rank = ev->u.view.rank;
   g->needs_state = ev->u.view.needs_state;
   for (uint32_t i = 0; i < g->view.n; i++) {
     g->ids[i] = g->view.m[i].id;
     g->addrs[i] = g->view.m[i].addr;
   }
-  glog(g, SMR_LOG_INFO, "view %" PRIu64 ": %u members, primary %s, rank %u%s",
+  char list[SMR_MAX_MEMBERS * SMR_ID_MAX + 1];
+  size_t off = 0;
+  list[0] = 0;
+  for (uint32_t i = 0; i < g->view.n && off < sizeof(list); i++)
+    off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                            i ? "," : "", g->view.m[i].id);
+  glog(g, SMR_LOG_INFO,
+       "view %" PRIu64 ": %u members, primary %s, rank %u%s; members %s",
        g->view.epoch, g->view.n, g->view.m[0].id, g->rank,
-       g->needs_state ? " (receiving state)" : "");
+       g->needs_state ? " (receiving state)" : "", list);
   if (g->cfg.on_view != NULL) {
     struct smr_view_info vi = {g->view.epoch, g->view.n, g->ids, g->addrs,
                                g->rank, g->needs_state};
@@ -221,8 +294,118 @@ static void take_checkpoint(struct smr *g) {
   for (int i = 0; i < 8; i++) m[1 + i] = (uint8_t)(g->applied >> (8 * i));
   memcpy(m + 9, g->self_id, strlen(g->self_id));
   g->cfg.service->digest(g->cfg.service_ctx, m + 9 + SMR_ID_MAX - 1);
+  memcpy(g->digest, m + 9 + SMR_ID_MAX - 1, SMR_DIGEST_LEN);
+  g->digest_pos = g->applied;
   record_digest(g, g->applied, g->self_id, m + 9 + SMR_ID_MAX - 1);
   multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie);
+}
+
+/* Starts a restart of this member: it leaves first (the group goes on
+ * without it at once instead of after suspect_ms), and the rest happens
+ * once it is out (restart_finish). */
+static void restart_begin(struct smr *g, int rebuild, const char *why) {
+  if (g->restart_due) {
+    g->restart_rebuild |= rebuild;
+    return;
+  }
+  if (g->cfg.on_restart == NULL) {
+    glog(g, SMR_LOG_WARN, "%s, but this program cannot restart: %s", why,
+         rebuild ? "leaving the group" : "ignored");
+    if (rebuild) g->leave_due = 1;
+    return;
+  }
+  glog(g, SMR_LOG_INFO, "%s: leaving the group, then restarting %s", why,
+       rebuild ? "with the state discarded (it is rebuilt from the group)"
+               : "from a checkpoint");
+  g->restart_due = 1;
+  g->restart_rebuild = rebuild;
+  g->restart_state_ok = !g->needs_state;
+  g->leave_due = 1;
+}
+
+/* Out of the group (or it could not leave): the checkpoint of where it
+ * stopped, or with rebuild the files discarded, then the program. */
+static void restart_finish(struct smr *g) {
+  g->restart_handed = 1;
+  int rc;
+  uint64_t t0 = now_ms();
+  if (g->restart_rebuild) {
+    if ((rc = smr_store_discard(g->store)) < 0)
+      glog(g, SMR_LOG_ERROR, "discarding the state failed: %s",
+           strerror(-rc));
+    else
+      glog(g, SMR_LOG_INFO, "log and checkpoint discarded");
+  } else if (g->restart_state_ok && g->applied > 0) {
+    /* (Not g->needs_state: having left, the core no longer claims the
+     * state, but the service still holds it at g->applied.) */
+    g->unsynced = 1;
+    sync_store(g);
+    if ((rc = smr_store_checkpoint(g->store, g->applied, g->hash)) < 0)
+      glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s",
+           g->applied, strerror(-rc));
+    else
+      glog(g, SMR_LOG_INFO, "checkpoint at %" PRIu64 " for the restart "
+           "took %" PRIu64 " ms", g->applied, now_ms() - t0);
+  }
+  g->cfg.on_restart(g->cfg.ctx, g->restart_rebuild);
+}
+
+/* A digest row that every member of the view has reported. */
+static int row_complete(const struct smr *g, const struct digest_row *row) {
+  if (g->view.n == 0 || row->n == 0) return 0;
+  for (uint32_t k = 0; k < g->view.n; k++) {
+    int found = 0;
+    for (uint32_t j = 0; j < row->n; j++)
+      if (!strcmp(row->ids[j], g->view.m[k].id)) found = 1;
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+/* Divergence detection: the copies' digests at one position, compared
+ * once every member reported.  A member whose digest is not the
+ * majority's rebuilds itself from the group; the others count it. */
+static void check_divergence(struct smr *g, const struct digest_row *row) {
+  if (g->replaying || row->pos <= g->diverged_checked ||
+      !row_complete(g, row))
+    return;
+  g->diverged_checked = row->pos;
+  uint32_t best = 0, best_n = 0;
+  for (uint32_t i = 0; i < row->n; i++) {
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < row->n; j++)
+      if (!memcmp(row->d[i], row->d[j], SMR_DIGEST_LEN)) k++;
+    if (k > best_n) {
+      best_n = k;
+      best = i;
+    }
+  }
+  if (best_n == row->n) return; /* all agree */
+  if (2 * best_n <= row->n) {
+    g->divergences_seen++;
+    glog(g, SMR_LOG_ERROR, "the copies disagree at position %" PRIu64
+         " and no digest has a majority (%u of %u at most); nothing is "
+         "rebuilt", row->pos, best_n, row->n);
+    return;
+  }
+  for (uint32_t i = 0; i < row->n; i++) {
+    if (!memcmp(row->d[i], row->d[best], SMR_DIGEST_LEN)) continue;
+    if (!strcmp(row->ids[i], g->self_id)) {
+      char why[160];
+      snprintf(why, sizeof(why), "our state diverged: digest at position "
+               "%" PRIu64 " differs from the majority's (%u of %u)",
+               row->pos, best_n, row->n);
+      g->diverged++;
+      glog(g, SMR_LOG_ERROR, "%s", why);
+      restart_begin(g, 1, why);
+    } else {
+      g->divergences_seen++;
+      glog(g, SMR_LOG_WARN, "member %s diverged: its digest at position "
+           "%" PRIu64 " differs from the majority's (%u of %u); it "
+           "rebuilds itself from the group", row->ids[i], row->pos, best_n,
+           row->n);
+    }
+  }
 }
 
 static void record_digest(struct smr *g, uint64_t pos, const char *id,
@@ -244,6 +427,7 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
   snprintf(row->ids[row->n], SMR_ID_MAX, "%s", id);
   memcpy(row->d[row->n], d, SMR_DIGEST_LEN);
   row->n++;
+  check_divergence(g, row);
 }
 
 /* A control message, at position pos, from member `from`. */
@@ -256,6 +440,13 @@ static void control(struct smr *g, uint64_t pos, const char *from,
         !memcmp(m + 1, g->self_id, len - 1) && g->replaying == 0) {
       glog(g, SMR_LOG_INFO, "asked to leave the group (by %s)", from);
       g->leave_due = 1;
+    }
+  } else if (len >= 3 && len <= SMR_ID_MAX + 1 && m[0] == CTL_RESTART) {
+    if (len - 2 == strlen(g->self_id) &&
+        !memcmp(m + 2, g->self_id, len - 2) && g->replaying == 0) {
+      char why[120];
+      snprintf(why, sizeof(why), "asked to restart (by %s)", from);
+      restart_begin(g, (m[1] & SMR_RESTART_REBUILD) != 0, why);
     }
   } else if (len >= 1 && m[0] == CTL_CHECKPOINT) {
     g->checkpoint_due = 1;
@@ -294,9 +485,14 @@ static void deliver(struct smr *g, const struct smr_event *ev) {
   if (g->cfg.checkpoint_every && pos % g->cfg.checkpoint_every == 0)
     g->checkpoint_due = 1;
   if (ev->u.deliver.own) {
-    void *cookie = cookie_pop(&g->cookies);
-    if (cookie != &g->control_cookie && g->cfg.on_reply != NULL)
-      g->cfg.on_reply(g->cfg.ctx, cookie, g->reply.data, g->reply.len);
+    uint64_t t0 = 0;
+    void *cookie = cookie_pop(&g->cookies, &t0);
+    if (cookie != &g->control_cookie) {
+      uint64_t t1 = now_us();
+      latency_record(g, t1 > t0 ? t1 - t0 : 0);
+      if (g->cfg.on_reply != NULL)
+        g->cfg.on_reply(g->cfg.ctx, cookie, g->reply.data, g->reply.len);
+    }
   }
   /* Checkpoints happen exactly at their position, before the next
    * delivery changes the state. */
@@ -332,7 +528,8 @@ static void drain(struct smr *g) {
       standing_changed(g);
       break;
     case SMR_EV_EXCLUDED:
-      glog(g, SMR_LOG_WARN, "the group went on without us; rejoining");
+      if (g->restart_due) g->restart_excluded = 1; /* out anyway */
+      else glog(g, SMR_LOG_WARN, "the group went on without us; rejoining");
       standing_changed(g);
       break;
     case SMR_EV_LEFT:
@@ -379,8 +576,9 @@ static void drain(struct smr *g) {
       g->unsynced = 1;
       break;
     case SMR_EV_DROPPED: {
-      void *cookie = cookie_pop(&g->cookies);
-      if (g->cfg.on_dropped != NULL) g->cfg.on_dropped(g->cfg.ctx, cookie);
+      void *cookie = cookie_pop(&g->cookies, NULL);
+      if (cookie != &g->control_cookie && g->cfg.on_dropped != NULL)
+        g->cfg.on_dropped(g->cfg.ctx, cookie);
       break;
     }
     }
@@ -393,8 +591,23 @@ static void drain(struct smr *g) {
   if (g->checkpoint_due && !g->needs_state) take_checkpoint(g);
   if (g->leave_due) {
     g->leave_due = 0;
-    if (smr_core_leave(g->core, now_ms()) == 0) {
+    int lrc = smr_core_leave(g->core, now_ms());
+    if (lrc == 0) {
       drain(g);
+      return;
+    }
+    if (g->restart_due && !g->restart_handed) {
+      /* Not in a view (recovering, joining): nothing to leave. */
+      glog(g, SMR_LOG_INFO, "not in a view to leave (%s): restarting now",
+           strerror(-lrc));
+      restart_finish(g);
+      return;
+    }
+  }
+  if (g->restart_due && !g->restart_handed) {
+    smr_core_status(g->core, &cs);
+    if (cs.state == SMR_ST_LEFT || g->restart_excluded) {
+      restart_finish(g);
       return;
     }
   }
@@ -666,6 +879,8 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
     glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s", g->applied,
          strerror(-rc));
 
+  cfg->service->digest(cfg->service_ctx, g->digest);
+  g->digest_pos = g->applied;
   ev_timer_init(&g->timer, on_timer, 0., 0.);
   g->timer.data = g;
   ev_prepare_init(&g->prepare, on_prepare);
@@ -771,6 +986,21 @@ int smr_ask_leave(struct smr *g, const char *id) {
   return multicast(g, ENV_CONTROL, m, n + 1, &g->control_cookie);
 }
 
+int smr_ask_restart(struct smr *g, const char *id, unsigned flags) {
+  size_t n = strlen(id);
+  if (n == 0 || n >= SMR_ID_MAX || (flags & ~SMR_RESTART_REBUILD) != 0)
+    return -EINVAL;
+  int in = 0;
+  for (uint32_t i = 0; i < g->view.n; i++)
+    if (!strcmp(g->view.m[i].id, id)) in = 1;
+  if (!in) return -ENOENT;
+  uint8_t m[SMR_ID_MAX + 1];
+  m[0] = CTL_RESTART;
+  m[1] = (uint8_t)flags;
+  memcpy(m + 2, id, n);
+  return multicast(g, ENV_CONTROL, m, n + 2, &g->control_cookie);
+}
+
 int smr_leave(struct smr *g) {
   int rc = smr_core_leave(g->core, now_ms());
   if (rc == 0) drain(g);
@@ -823,7 +1053,24 @@ void smr_status(struct smr *g, struct smr_status *st) {
     else if (cs.lacks_state & (1u << i)) /* not the view's flag: that one
                                            stays set after the transfer */
       st->member_state[i] = 1;
+    st->member_incarnation[i] = cs.view->m[i].incarnation;
+    st->member_delivered[i] = cs.m_delivered[i];
   }
+  st->delivered = cs.delivered;
+  st->xfer_rank = cs.xfer_rank;
+  st->xfer_delta = cs.xfer_delta;
+  st->xfer_acked = cs.xfer_acked;
+  st->xfers_sent = cs.xfers_out;
+  st->xfer_bytes_sent = cs.xfer_bytes_out;
+  st->xfers_received = cs.xfers_in;
+  st->xfer_bytes_received = cs.xfer_bytes_in;
+  st->divergences_seen = g->divergences_seen;
+  st->restarts_seen = g->restarts_seen;
+  st->stable_lag = cs.received > cs.stable ? cs.received - cs.stable : 0;
+  st->diverged = g->diverged;
+  memcpy(st->latency_le, g->lat_le, sizeof(st->latency_le));
+  st->latency_count = g->lat_count;
+  st->latency_sum_us = g->lat_sum_us;
   st->incarnation = g->incarnation;
   st->applied = g->applied;
   st->stable = cs.stable;
@@ -832,7 +1079,8 @@ void smr_status(struct smr *g, struct smr_status *st) {
   st->delivered_total = cs.delivered_total;
   st->suspicions = cs.suspicions;
   st->refused_frames = cs.refused;
-  g->cfg.service->digest(g->cfg.service_ctx, st->digest);
+  memcpy(st->digest, g->digest, SMR_DIGEST_LEN);
+  st->digest_pos = g->digest_pos;
   struct smr_store_stats ss;
   smr_store_stats(g->store, &ss);
   st->checkpoint_pos = ss.checkpoint_pos;

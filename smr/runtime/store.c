@@ -809,6 +809,24 @@ int smr_store_restored(struct smr_store *s, uint64_t pos, uint64_t hash) {
   return append(s, SMR_MSG_XFER, 0, &m, NULL);
 }
 
+int smr_store_discard(struct smr_store *s) {
+  char file[4200];
+  s->w.len = 0;
+  path(s, file, sizeof(file), "checkpoint.smr");
+  if (unlink(file) < 0 && errno != ENOENT) return -errno;
+  if (ftruncate(s->log_fd, 0) < 0) return -errno;
+  if (fsync(s->log_fd) < 0) return -errno;
+  int rc = fsync_dir(s->dir);
+  if (rc < 0) return rc;
+  s->log_size = 0;
+  s->dirty = 0;
+  s->n_dix = s->dix_head = 0;
+  s->n_ent_off = 0;
+  s->has_view = s->has_acc = 0;
+  s->checkpoint_pos = 0;
+  return 0;
+}
+
 int smr_store_sync(struct smr_store *s) {
   if (s->w.len > 0) {
     int rc = write_all(s->log_fd, s->w.p, s->w.len);

@@ -65,6 +65,12 @@ int smr_store_log_read(struct smr_store *s, uint64_t pos,
  * log to what a restart or a delta still needs. */
 int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash);
 
+/* Discards the checkpoint and the log (the service state they hold is not
+ * to be trusted: it diverged from the group's).  The incarnation file
+ * stays, so the next process is newer than every earlier one and rejoins
+ * as a member without state.  The store is empty afterwards. */
+int smr_store_discard(struct smr_store *s);
+
 struct smr_store_stats {
   uint64_t log_bytes, fsyncs, checkpoint_pos, records;
 };

@@ -64,6 +64,26 @@ static int id_valid(const char *s) {
   return 1;
 }
 
+int smrd_duration_ms(const char *s, uint64_t *ms) {
+  static const struct {
+    const char *unit;
+    uint64_t ms;
+  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+               {"d", 86400000}, {"", 1000}};
+  if (!isdigit((unsigned char)s[0])) return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0) return -1;
+  for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+    if (!strcmp(end, units[i].unit)) {
+      if (v > UINT64_C(1) << 40) return -1; /* beyond any sane period */
+      *ms = v * units[i].ms;
+      return 0;
+    }
+  return -1;
+}
+
 int smrd_addr_valid(const char *addr) {
   const char *colon = strrchr(addr, ':');
   if (colon == NULL || colon == addr || strlen(addr) >= 64) return 0;
@@ -252,6 +272,17 @@ static int handler(void *user, const char *sec, const char *key,
     c->port = (uint16_t)u;
     return 1;
   }
+  if (IS("restart", "every") || IS("restart", "jitter")) {
+    if (smrd_duration_ms(val, &u) < 0)
+      return bad(p, "[restart] %s = %s: not a duration (e.g. 6h, 30m, 90s, "
+                 "500ms)", key, val);
+    *(key[0] == 'e' ? &c->restart_every_ms : &c->restart_jitter_ms) = u;
+    return 1;
+  }
+  if (IS("test", "corrupt_command"))
+    /* Test only: allows smrctl debug-corrupt (divergence detection's
+     * demonstration).  Never in production. */
+    return bool_value(p, sec, key, val, &c->corrupt_command);
   if (IS("test", "replication_delay_ms")) {
     /* Test only: the primary holds every client request this long before
      * submitting it (a slow replication, for the TCP-R tests). */
@@ -371,6 +402,13 @@ int smrd_config_load(const char *file, struct smrd_config *cfg, char *err,
       return snprintf(err, errlen, "%s: [node] data_dir is too long", file),
              -1;
   }
+  if (cfg->restart_every_ms != 0 &&
+      cfg->restart_every_ms < 10 * (uint64_t)cfg->suspect_ms)
+    return snprintf(err, errlen,
+                    "%s: [restart] every = %llu ms is shorter than 10 x "
+                    "suspect_ms: the group would never be settled",
+                    file, (unsigned long long)cfg->restart_every_ms),
+           -1;
   if (strlen(cfg->admin_socket) >= 108)
     return snprintf(err, errlen,
                     "%s: [node] admin_socket %s: longer than a Unix socket "

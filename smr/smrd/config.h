@@ -43,16 +43,25 @@ struct smrd_config {
   char service[16];       /* kv | mapreduce | attest */
   char service_bind[64];  /* host to listen on for clients */
   uint16_t port;
+  /* [restart] rejuvenation: the primary restarts the member whose process
+   * is oldest once it is older than every (+ up to jitter), one at a time,
+   * only while every configured member is in the view and up.  0: never. */
+  uint64_t restart_every_ms, restart_jitter_ms;
   /* [test] (never in production) */
   uint32_t replication_delay_ms;
   uint32_t reply_delay_ms;
   uint32_t takeover_acks; /* [test] takeover_acks, default 1 */
+  int corrupt_command;    /* [test] corrupt_command: smrctl debug-corrupt */
 };
 
 /* Loads and validates FILE.  Returns 0, or -1 with a one-line reason in err
  * that names the file, the key and what is wrong with it. */
 int smrd_config_load(const char *file, struct smrd_config *cfg, char *err,
                      size_t errlen);
+
+/* "6h", "30m", "20s", "500ms", "1d", or a bare number of seconds, into
+ * milliseconds.  0 on success, -1 if not a duration. */
+int smrd_duration_ms(const char *s, uint64_t *ms);
 
 /* Validates "host:port" (IPv4, [IPv6] or a name; port 1..65535). */
 int smrd_addr_valid(const char *addr);

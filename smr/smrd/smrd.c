@@ -71,6 +71,15 @@ struct smrd {
   ev_timer garp_w;  /* repeated announcements after a takeover */
   int garp_fd;      /* a packet socket kept for them */
   int garps_left;
+  /* Restart: libsmr handed over (on_restart); after the shutdown the
+   * process re-executes itself with the same arguments. */
+  int restart_exec;
+  char **argv;
+  /* Rejuvenation ([restart] every): the restart this primary asked for
+   * and not yet seen completed. */
+  ev_timer rejuv_w;
+  char rejuv_id[32];
+  uint64_t rejuv_inc, rejuv_at;
 };
 
 /* ------------------------------------------------------------------------
@@ -315,6 +324,108 @@ static void on_standing(void *ctx) {
   if (d->group != NULL) set_role(d);
 }
 
+/* libsmr has left the group and checkpointed (or discarded its state):
+ * stop as at SIGTERM, then come back as a new process (main). */
+static void on_restart(void *ctx, int rebuild) {
+  struct smrd *d = ctx;
+  dlog(SMR_LOG_INFO, "restarting as a new process%s",
+       rebuild ? " that receives the whole state from the group" : "");
+  d->restart_exec = 1;
+  ev_break(d->loop, EVBREAK_ALL);
+}
+
+/* ------------------------------------------------------------------------
+ * Rejuvenation: [restart] every, jitter
+ *
+ * The primary restarts one member at a time, the one whose process is
+ * oldest (a member's incarnation is at least the wall clock in ms when its
+ * process started, smr/runtime/store.c), once it is older than every plus
+ * a jitter that is a function of the member and its incarnation (so a new
+ * primary computes the same one).  Only while every configured member is
+ * in the view, up and caught up, and never below a majority; a restart it
+ * asked for must be seen completed (the member back with a newer
+ * incarnation) before the next.  A new primary knows nothing of its
+ * predecessor's request, but the member it restarted is then missing from
+ * the view or still joining, which is enough to wait.
+ * --------------------------------------------------------------------- */
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t jitter_of(const char *id, uint64_t inc, uint64_t jitter) {
+  if (jitter == 0) return 0;
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const char *c = id; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+  for (int i = 0; i < 8; i++)
+    h = (h ^ (uint8_t)(inc >> (8 * i))) * 1099511628211ull;
+  return h % (jitter + 1);
+}
+
+/* How far (sequence numbers) member i trails this member. */
+static uint64_t lag_of(const struct smr_status *st, uint32_t i) {
+  return st->delivered > st->member_delivered[i]
+             ? st->delivered - st->member_delivered[i]
+             : 0;
+}
+
+static void on_rejuvenate(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct smrd *d = w->data;
+  if (d->role != SMR_ROLE_PRIMARY) {
+    d->rejuv_id[0] = 0;
+    return;
+  }
+  struct smr_status st;
+  smr_status(d->group, &st);
+  uint64_t now = wall_ms();
+  if (d->rejuv_id[0]) {
+    for (uint32_t i = 0; i < st.n; i++)
+      if (!strcmp(st.ids[i], d->rejuv_id) &&
+          st.member_incarnation[i] > d->rejuv_inc &&
+          st.member_state[i] == 0) {
+        dlog(SMR_LOG_INFO, "rejuvenation: %s is back (incarnation %" PRIu64
+             ")", d->rejuv_id, st.member_incarnation[i]);
+        d->rejuv_id[0] = 0;
+      }
+    if (d->rejuv_id[0] && now - d->rejuv_at > 600000) {
+      dlog(SMR_LOG_WARN, "rejuvenation: %s has not come back in 10 min",
+           d->rejuv_id);
+      d->rejuv_id[0] = 0;
+    }
+    if (d->rejuv_id[0]) return;
+  }
+  /* Everyone here, up and caught up; one away still leaves a majority. */
+  if (st.quorum_lost || st.n != d->cfg.n_members ||
+      st.n - 1 < d->cfg.n_members / 2 + 1)
+    return;
+  uint32_t oldest = UINT32_MAX;
+  for (uint32_t i = 0; i < st.n; i++) {
+    if (st.member_state[i] != 0 || lag_of(&st, i) > 10000) return;
+    if (oldest == UINT32_MAX ||
+        st.member_incarnation[i] < st.member_incarnation[oldest])
+      oldest = i;
+  }
+  uint64_t inc = st.member_incarnation[oldest];
+  uint64_t due = inc + d->cfg.restart_every_ms +
+                 jitter_of(st.ids[oldest], inc, d->cfg.restart_jitter_ms);
+  if (now < due) return;
+  int rc = smr_ask_restart(d->group, st.ids[oldest], 0);
+  if (rc < 0) {
+    dlog(SMR_LOG_WARN, "rejuvenation: cannot restart %s: %s",
+         st.ids[oldest], strerror(-rc));
+    return;
+  }
+  dlog(SMR_LOG_INFO, "rejuvenation: restarting %s (its process is %.1f s "
+       "old)", st.ids[oldest], (double)(now - inc) / 1000.0);
+  snprintf(d->rejuv_id, sizeof(d->rejuv_id), "%s", st.ids[oldest]);
+  d->rejuv_inc = inc;
+  d->rejuv_at = now;
+}
+
 /* ------------------------------------------------------------------------
  * Admin commands
  * --------------------------------------------------------------------- */
@@ -344,9 +455,13 @@ static json_t *cmd_status(struct smrd *d) {
   json_t *members = json_array();
   for (uint32_t i = 0; i < st.n; i++)
     json_array_append_new(
-        members, json_pack("{s:s,s:i,s:s,s:s}", "id", st.ids[i], "rank",
-                           (json_int_t)i, "addr", st.addrs[i], "state",
-                           member_state(&st, i)));
+        members,
+        json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:I}", "id", st.ids[i], "rank",
+                  (json_int_t)i, "addr", st.addrs[i], "state",
+                  member_state(&st, i), "incarnation",
+                  (json_int_t)st.member_incarnation[i], "delivered",
+                  (json_int_t)st.member_delivered[i], "lag",
+                  (json_int_t)lag_of(&st, i)));
   const char *leader = st.n > 0 ? st.ids[0] : "";
   static const char *roles[] = {"none", "primary", "backup", "wedged"};
   json_t *r = json_pack(
@@ -368,6 +483,14 @@ static json_t *cmd_status(struct smrd *d) {
                 (json_int_t)st.rdma_bytes_in, "rdma_sst_out",
                 (json_int_t)st.rdma_sst_out, "rdma_sst_in",
                 (json_int_t)st.rdma_sst_in));
+  json_object_set_new(r, "digest_position", json_integer((json_int_t)
+                                                         st.digest_pos));
+  if (st.xfer_rank < st.n)
+    json_object_set_new(
+        r, "transfer",
+        json_pack("{s:s,s:s,s:I}", "to", st.ids[st.xfer_rank], "kind",
+                  st.xfer_delta ? "delta" : "snapshot", "acked",
+                  (json_int_t)st.xfer_acked));
   /* The VIP follows the primary (no VIP configured: null). */
   json_object_set_new(r, "vip_owner", d->cfg.vip_address[0]
                                           ? json_string(leader)
@@ -454,6 +577,47 @@ static json_t *cmd_metrics(struct smrd *d) {
     st.fsyncs);
   M("smr_incarnation", "gauge", "This process's incarnation.",
     st.incarnation);
+  M("smr_stable_lag", "gauge",
+    "Messages received but not yet stable (delivered everywhere).",
+    st.stable_lag);
+  M("smr_restarts_seen_total", "counter",
+    "Members seen back in a view as a newer process (restarts).",
+    st.restarts_seen);
+  M("smr_state_transfers_sent_total", "counter",
+    "State transfers (delta or snapshot) this member completed as donor.",
+    st.xfers_sent);
+  M("smr_state_transfer_bytes_sent_total", "counter",
+    "Bytes of state (log entries or snapshot) this member sent.",
+    st.xfer_bytes_sent);
+  M("smr_state_transfers_received_total", "counter",
+    "State transfers this process received.", st.xfers_received);
+  M("smr_state_transfer_bytes_received_total", "counter",
+    "Bytes of state this process received.", st.xfer_bytes_received);
+  M("smr_divergences_seen_total", "counter",
+    "Members whose digest at a checkpoint differed from the majority's.",
+    st.divergences_seen);
+  M("smr_diverged_total", "counter",
+    "Times this process found its own digest in the minority.",
+    st.diverged);
+  M("smr_gate_released_bytes_total", "counter",
+    "Client bytes the ACK gate released (the group had them).",
+    d->fe ? d->fe_ops->released_bytes(d->fe) : 0);
+  {
+    static const uint64_t bounds[SMR_LATENCY_BUCKETS] = SMR_LATENCY_BOUNDS;
+    const char *h = "smr_delivery_latency_seconds";
+    fprintf(f, "# HELP %s Own submissions, submit to apply.\n"
+               "# TYPE %s histogram\n", h, h);
+    for (int i = 0; i < SMR_LATENCY_BUCKETS; i++)
+      fprintf(f, "%s_bucket{group=\"%s\",node=\"%s\",le=\"%g\"} %" PRIu64
+                 "\n", h, d->cfg.group, d->cfg.id, (double)bounds[i] / 1e6,
+              st.latency_le[i]);
+    fprintf(f, "%s_bucket{group=\"%s\",node=\"%s\",le=\"+Inf\"} %" PRIu64
+               "\n%s_sum{group=\"%s\",node=\"%s\"} %.6f\n"
+               "%s_count{group=\"%s\",node=\"%s\"} %" PRIu64 "\n",
+            h, d->cfg.group, d->cfg.id, st.latency_count, h, d->cfg.group,
+            d->cfg.id, (double)st.latency_sum_us / 1e6, h, d->cfg.group,
+            d->cfg.id, st.latency_count);
+  }
   M("smr_client_connections", "gauge", "Client connections.",
     d->fe ? d->fe_ops->connections(d->fe) : 0);
   M("smr_tcpr_connections", "gauge",
@@ -546,6 +710,41 @@ static json_t *on_admin(void *ctx, const char *cmd, json_t *req, char *err,
     }
     return json_pack("{s:s}", "leaving", who);
   }
+  if (!strcmp(cmd, "restart")) {
+    const char *who = json_string_value(json_object_get(req, "node"));
+    if (who == NULL) {
+      snprintf(err, errlen, "restart: which member?");
+      return NULL;
+    }
+    int rebuild = json_is_true(json_object_get(req, "rebuild"));
+    if ((rc = smr_ask_restart(d->group, who,
+                              rebuild ? SMR_RESTART_REBUILD : 0)) < 0) {
+      snprintf(err, errlen, "restart %s: %s", who,
+               rc == -ENOENT ? "not a member of the current view"
+                             : strerror(-rc));
+      return NULL;
+    }
+    dlog(SMR_LOG_INFO, "restart of %s%s requested by the operator", who,
+         rebuild ? " (rebuild)" : "");
+    return json_pack("{s:s}", "restarting", who);
+  }
+  if (!strcmp(cmd, "debug-corrupt")) {
+    const char *key = json_string_value(json_object_get(req, "key"));
+    const char *val = json_string_value(json_object_get(req, "value"));
+    if (!d->cfg.corrupt_command) {
+      snprintf(err, errlen, "debug-corrupt: refused ([test] corrupt_command "
+               "is off; it is for tests only)");
+      return NULL;
+    }
+    if (key == NULL || val == NULL || d->fe_ops->debug_corrupt == NULL ||
+        (rc = d->fe_ops->debug_corrupt(d->fe, key, val)) < 0) {
+      snprintf(err, errlen, "debug-corrupt: needs key and value");
+      return NULL;
+    }
+    dlog(SMR_LOG_WARN, "TEST: this member's copy of %s was changed behind "
+         "the group's back", key);
+    return json_pack("{s:s}", "corrupted", key);
+  }
   if (!strcmp(cmd, "connections")) return cmd_connections(d);
   snprintf(err, errlen, "unknown command: %s", cmd);
   return NULL;
@@ -588,6 +787,7 @@ int main(int argc, char **argv) {
   }
   static struct smrd d;
   d.garp_fd = -1;
+  d.argv = argv;
   char err[800];
   if (smrd_config_load(file, &d.cfg, err, sizeof(err)) < 0) {
     fprintf(stderr, "smrd: %s\n", err);
@@ -627,6 +827,12 @@ int main(int argc, char **argv) {
   d.lease_w.data = &d;
   ev_timer_init(&d.garp_w, on_garp, 0, 0.02);
   d.garp_w.data = &d;
+  /* Rejuvenation looks at the group a few times per period, at most once
+   * a second. */
+  double rj = (double)d.cfg.restart_every_ms / 1000.0 / 20.0;
+  ev_timer_init(&d.rejuv_w, on_rejuvenate, rj < 1.0 ? rj : 1.0,
+                rj < 1.0 ? rj : 1.0);
+  d.rejuv_w.data = &d;
   struct smr_member_cfg members[SMRD_MAX_MEMBERS];
   for (size_t i = 0; i < d.cfg.n_members; i++) {
     members[i].id = d.cfg.members[i].id;
@@ -658,6 +864,7 @@ int main(int argc, char **argv) {
       .on_reply = on_reply,
       .on_dropped = on_dropped,
       .on_standing = on_standing,
+      .on_restart = on_restart,
       .log = on_log,
   };
   if ((rc = smr_open(&gc, &d.group, err, sizeof(err))) < 0) {
@@ -688,6 +895,7 @@ int main(int argc, char **argv) {
   }
   set_role(&d);
   if (d.vip != 0) ev_timer_again(d.loop, &d.lease_w);
+  if (d.cfg.restart_every_ms != 0) ev_timer_start(d.loop, &d.rejuv_w);
   if ((rc = smrd_admin_open(d.loop, d.cfg.admin_socket, on_admin, &d,
                             &d.admin, err, sizeof(err))) < 0) {
     dlog(SMR_LOG_ERROR, "cannot start: %s", err);
@@ -703,6 +911,7 @@ int main(int argc, char **argv) {
        d.cfg.port, d.cfg.admin_socket);
   ev_run(d.loop, 0);
   ev_timer_stop(d.loop, &d.lease_w);
+  ev_timer_stop(d.loop, &d.rejuv_w);
   smrd_admin_close(d.admin);
   /* The front end first: it hands its connections to the keeper and the
    * gate, which tcpr_stop then closes. */
@@ -711,6 +920,17 @@ int main(int argc, char **argv) {
   smr_close(d.group);
   tcpr_conntab_free(d.conns);
   d.fe_ops->service_destroy(d.svc);
+  if (d.restart_exec) {
+    /* The same program and arguments, as a fresh process image (the pid
+     * stays: a service manager sees nothing).  Descriptors that are not
+     * close-on-exec must not leak into it. */
+    dlog(SMR_LOG_INFO, "stopped; starting again");
+    closefrom(3);
+    execv("/proc/self/exe", argv);
+    dlog(SMR_LOG_ERROR, "cannot restart: exec /proc/self/exe: %s",
+         strerror(errno));
+    return 1;
+  }
   dlog(SMR_LOG_INFO, "stopped");
   return 0;
 }

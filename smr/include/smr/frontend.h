@@ -62,6 +62,15 @@ struct smrd_frontend_ops {
   void (*resume)(struct smrd_frontend *f);
   /* Restores failed at the last takeover. */
   uint64_t (*restore_failures)(struct smrd_frontend *f);
+  /* Client bytes the ACK gate released (acknowledgeable: the group has
+   * them), over all connections. */
+  uint64_t (*released_bytes)(struct smrd_frontend *f);
+  /* TEST ONLY (smrd refuses it unless [testing] corrupt_command = yes):
+   * changes this member's copy of the state behind the group's back, as a
+   * bug would, so that divergence detection can be shown to work.  KV: sets
+   * key to value locally.  0 or a negative errno. */
+  int (*debug_corrupt)(struct smrd_frontend *f, const char *key,
+                       const char *value);
 };
 
 #endif

@@ -85,6 +85,15 @@ struct smr_config {
    * state transfer to it completed (it may serve now).  smr_role() says
    * which. */
   void (*on_standing)(void *ctx);
+  /* The member was asked to restart (smr_ask_restart), or found its state
+   * diverged from the majority's: it has left the group and, unless
+   * `rebuild`, checkpointed where it left; with `rebuild` its log and
+   * checkpoint were discarded (the next process rejoins as a new member
+   * and receives the whole state).  The program closes the handle and
+   * starts again as a fresh process (smrd re-executes itself).  NULL: the
+   * program cannot restart; restart requests naming it are refused by it
+   * (logged), and a divergence only takes it out of the group. */
+  void (*on_restart)(void *ctx, int rebuild);
   void (*log)(void *ctx, int level, const char *line);
 };
 
@@ -94,6 +103,12 @@ enum smr_role {
   SMR_ROLE_BACKUP,
   SMR_ROLE_WEDGED    /* a view change is under way */
 };
+
+/* Upper bounds (microseconds) of the delivery latency histogram. */
+#define SMR_LATENCY_BUCKETS 12
+#define SMR_LATENCY_BOUNDS                                                  \
+  {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,   \
+   1000000}
 
 struct smr_status {
   enum smr_role role;
@@ -108,7 +123,11 @@ struct smr_status {
   uint64_t stable;   /* sequence number stable in the view */
   uint64_t pending;  /* our submissions not yet applied */
   uint64_t checkpoint_pos;
-  uint8_t digest[SMR_DIGEST_LEN]; /* of the service state now */
+  /* The service digest at position digest_pos: this member's last
+   * checkpoint (or the state it recovered at start).  Kept, not computed
+   * per call: digesting a large state would stall the loop. */
+  uint8_t digest[SMR_DIGEST_LEN];
+  uint64_t digest_pos;
   uint64_t views_installed, delivered_total, suspicions, refused_frames;
   uint64_t log_bytes, fsyncs;
   /* The transport: "tcp" or "rdma" (as configured), its RDMA links up now
@@ -116,6 +135,30 @@ struct smr_status {
   const char *transport;
   uint64_t peers_up, rdma_links, rdma_bytes_out, rdma_bytes_in;
   uint64_t rdma_sst_out, rdma_sst_in; /* heartbeats through SST slots */
+  /* By rank: each member's process incarnation (the view's record) and
+   * how far it has delivered (sequence numbers in the view, as it last
+   * advertised; `delivered` is ours). */
+  uint64_t member_incarnation[16], member_delivered[16];
+  uint64_t delivered;
+  /* A state transfer this member is sending now: to rank xfer_rank
+   * (UINT32_MAX: none), of the delta (log entries) or the snapshot, and
+   * how far acknowledged (positions or bytes). */
+  uint32_t xfer_rank;
+  int xfer_delta;
+  uint64_t xfer_acked;
+  /* Counters: state transfers this member sent and received (and their
+   * bytes), divergences it saw (a member's digest differed from the
+   * majority's at a checkpoint), and those of its own. */
+  uint64_t xfers_sent, xfer_bytes_sent, xfers_received, xfer_bytes_received;
+  uint64_t divergences_seen, diverged;
+  /* Members seen back in a view with a newer incarnation (restarts). */
+  uint64_t restarts_seen;
+  /* Sequence numbers received but not yet stable (everyone has them). */
+  uint64_t stable_lag;
+  /* Delivery latency of this member's own submissions, submit to apply:
+   * cumulative counts of those that took at most SMR_LATENCY_BOUNDS[i]
+   * microseconds, and the sum in microseconds. */
+  uint64_t latency_le[SMR_LATENCY_BUCKETS], latency_count, latency_sum_us;
 };
 
 int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
@@ -153,12 +196,20 @@ int smr_leave(struct smr *g);
  * the group, so it works from any member).  -ENOENT: not in the view. */
 int smr_ask_leave(struct smr *g, const char *id);
 
+/* Asks the member `id` of the current view to restart (through the group,
+ * like smr_ask_leave): at the position of the request it leaves, then
+ * checkpoints and hands over to its program (on_restart), which comes
+ * back as a new incarnation with the delta.  flags: SMR_RESTART_REBUILD
+ * discards its state instead (it receives all of it again).
+ * -ENOENT: not in the view; -EINVAL: a bad id. */
+#define SMR_RESTART_REBUILD 1u
+int smr_ask_restart(struct smr *g, const char *id, unsigned flags);
+
 void smr_status(struct smr *g, struct smr_status *st);
 
 /* This member's role now (SMR_ROLE_NONE while it is still receiving its
  * state, whatever its rank), and (if quorum_lost is not NULL) whether it
- * has lost its majority.  Cheap, unlike smr_status (which digests the
- * state). */
+ * has lost its majority.  Cheap. */
 enum smr_role smr_role(struct smr *g, int *quorum_lost);
 /* The epoch of the view this member is in (last installed). */
 uint64_t smr_epoch(struct smr *g);
