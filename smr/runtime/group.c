@@ -38,7 +38,18 @@
  *               the copies agree (divergence detection, smrctl digest).
  *
  * Checkpoints are also taken right after a state transfer (whose history
- * our log lacks).  They are synchronous for now. */
+ * our log lacks).  A checkpoint is written by a child process (fork(): a
+ * copy-on-write image of the state exactly at its position), which also
+ * digests the state; the loop goes on meanwhile, and the digest goes out
+ * when the child is done (DIGEST names its position).  Only a restart's
+ * own checkpoint, taken once the member is out of the group, is written
+ * in this process.
+ *
+ * A restart (CTL_RESTART naming us, or our digest found in the minority)
+ * goes: leave the group; once out, checkpoint where we stopped (or, to be
+ * rebuilt, discard log and checkpoint); hand over to the program
+ * (on_restart), which starts again as a new process: a new incarnation
+ * that loads the checkpoint and rejoins with the delta. */
 #include "smr/smr.h"
 
 #include <errno.h>
@@ -74,6 +85,17 @@ struct cookieq {
 #define CTL_LEAVE 3
 #define CTL_RESTART 4 /* [flags][id]: that member restarts */
 #define DIGEST_ROWS 8
+#define CK_JOBS 4 /* checkpoints being written at once, at most */
+
+struct smr;
+/* A checkpoint being written by a child process (store.c). */
+struct ck_job {
+  ev_io w; /* its pipe: readable when it is done */
+  struct smr *g;
+  struct smr_store_ckjob job;
+  uint64_t hash, t0;
+  int used;
+};
 
 /* Digests reported for one checkpoint position. */
 struct digest_row {
@@ -131,6 +153,7 @@ struct smr {
    * state on every call. */
   uint8_t digest[SMR_DIGEST_LEN];
   uint64_t digest_pos;
+  struct ck_job ck[CK_JOBS];
   int replaying;          /* recovery is replaying the log */
   /* Copies of the configuration's strings. */
   struct smr_member *boot;
@@ -274,13 +297,87 @@ static int multicast(struct smr *g, uint8_t env, const void *data,
 static void record_digest(struct smr *g, uint64_t pos, const char *id,
                           const uint8_t *d);
 
-/* Checkpoints at the current position and tells the group our digest
- * there (the copies are compared position by position). */
+/* Our digest at a checkpoint: kept for status, and told to the group
+ * (the copies are compared position by position). */
+static void report_digest(struct smr *g, uint64_t pos,
+                          const uint8_t d[SMR_DIGEST_LEN]) {
+  memcpy(g->digest, d, SMR_DIGEST_LEN);
+  g->digest_pos = pos;
+  uint8_t m[1 + 8 + SMR_ID_MAX - 1 + SMR_DIGEST_LEN];
+  memset(m, 0, sizeof(m));
+  m[0] = CTL_DIGEST;
+  for (int i = 0; i < 8; i++) m[1 + i] = (uint8_t)(pos >> (8 * i));
+  memcpy(m + 9, g->self_id, strlen(g->self_id));
+  memcpy(m + 9 + SMR_ID_MAX - 1, d, SMR_DIGEST_LEN);
+  record_digest(g, pos, g->self_id, d);
+  multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie);
+}
+
+static void drain(struct smr *g);
+
+/* A checkpoint's child is done: install it, report the digest. */
+static void ck_collect(struct smr *g, struct ck_job *j) {
+  ev_io_stop(g->loop, &j->w);
+  j->used = 0;
+  uint8_t d[SMR_DIGEST_LEN];
+  int rc = smr_store_checkpoint_finish(g->store, &j->job, d);
+  if (rc == -ESTALE) return; /* a later one was installed first */
+  if (rc < 0) {
+    glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s",
+         j->job.pos, strerror(-rc));
+    return;
+  }
+  glog(g, SMR_LOG_INFO, "checkpoint at %" PRIu64 " took %" PRIu64
+       " ms (written by process %d)", j->job.pos, now_ms() - j->t0,
+       j->job.pid);
+  report_digest(g, j->job.pos, d);
+}
+
+static void on_ck_done(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  struct ck_job *j = w->data;
+  ck_collect(j->g, j);
+  drain(j->g); /* a divergence found may have us leave */
+}
+
+/* Waits for every checkpoint still being written (before a checkpoint of
+ * our own in this process, at a restart). */
+static void ck_wait_all(struct smr *g) {
+  for (int i = 0; i < CK_JOBS; i++)
+    if (g->ck[i].used) ck_collect(g, &g->ck[i]);
+}
+
+/* Checkpoints at the current position, exactly here in the order of
+ * deliveries: a child process writes it (and digests the state) while we
+ * go on; the digest is reported when it is done.  If no child can be
+ * made, it is done here, blocking. */
 static void take_checkpoint(struct smr *g) {
   g->checkpoint_due = 0;
+  struct ck_job *j = NULL;
+  for (int i = 0; i < CK_JOBS && j == NULL; i++)
+    if (!g->ck[i].used) j = &g->ck[i];
+  if (j == NULL) {
+    glog(g, SMR_LOG_WARN, "checkpoint at %" PRIu64 " skipped: %d are still "
+         "being written", g->applied, CK_JOBS);
+    return;
+  }
   uint64_t t0 = now_ms();
-  int rc = smr_store_sync(g->store);
-  if (rc == 0) rc = smr_store_checkpoint(g->store, g->applied, g->hash);
+  int rc = smr_store_checkpoint_fork(g->store, g->applied, g->hash, 1,
+                                     &j->job);
+  if (rc == 0) {
+    j->used = 1;
+    j->g = g;
+    j->t0 = t0;
+    ev_io_init(&j->w, on_ck_done, j->job.fd, EV_READ);
+    j->w.data = j;
+    ev_io_start(g->loop, &j->w);
+    return;
+  }
+  glog(g, SMR_LOG_WARN, "checkpoint at %" PRIu64 ": no child process (%s); "
+       "writing it here", g->applied, strerror(-rc));
+  ck_wait_all(g);
+  rc = smr_store_checkpoint(g->store, g->applied, g->hash);
   if (rc < 0) {
     glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s", g->applied,
          strerror(-rc));
@@ -288,16 +385,9 @@ static void take_checkpoint(struct smr *g) {
   }
   glog(g, SMR_LOG_INFO, "checkpoint at %" PRIu64 " took %" PRIu64 " ms",
        g->applied, now_ms() - t0);
-  uint8_t m[1 + 8 + SMR_ID_MAX - 1 + SMR_DIGEST_LEN];
-  memset(m, 0, sizeof(m));
-  m[0] = CTL_DIGEST;
-  for (int i = 0; i < 8; i++) m[1 + i] = (uint8_t)(g->applied >> (8 * i));
-  memcpy(m + 9, g->self_id, strlen(g->self_id));
-  g->cfg.service->digest(g->cfg.service_ctx, m + 9 + SMR_ID_MAX - 1);
-  memcpy(g->digest, m + 9 + SMR_ID_MAX - 1, SMR_DIGEST_LEN);
-  g->digest_pos = g->applied;
-  record_digest(g, g->applied, g->self_id, m + 9 + SMR_ID_MAX - 1);
-  multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie);
+  uint8_t d[SMR_DIGEST_LEN];
+  g->cfg.service->digest(g->cfg.service_ctx, d);
+  report_digest(g, g->applied, d);
 }
 
 /* Starts a restart of this member: it leaves first (the group goes on
@@ -330,6 +420,12 @@ static void restart_finish(struct smr *g) {
   int rc;
   uint64_t t0 = now_ms();
   if (g->restart_rebuild) {
+    for (int i = 0; i < CK_JOBS; i++)
+      if (g->ck[i].used) {
+        ev_io_stop(g->loop, &g->ck[i].w);
+        smr_store_checkpoint_abort(g->store, &g->ck[i].job);
+        g->ck[i].used = 0;
+      }
     if ((rc = smr_store_discard(g->store)) < 0)
       glog(g, SMR_LOG_ERROR, "discarding the state failed: %s",
            strerror(-rc));
@@ -338,6 +434,7 @@ static void restart_finish(struct smr *g) {
   } else if (g->restart_state_ok && g->applied > 0) {
     /* (Not g->needs_state: having left, the core no longer claims the
      * state, but the service still holds it at g->applied.) */
+    ck_wait_all(g);
     g->unsynced = 1;
     sync_store(g);
     if ((rc = smr_store_checkpoint(g->store, g->applied, g->hash)) < 0)
@@ -903,6 +1000,11 @@ void smr_close(struct smr *g) {
     ev_timer_stop(g->loop, &g->timer);
     ev_prepare_stop(g->loop, &g->prepare);
     ev_idle_stop(g->loop, &g->kick);
+    for (int i = 0; i < CK_JOBS; i++)
+      if (g->ck[i].used) {
+        ev_io_stop(g->loop, &g->ck[i].w);
+        smr_store_checkpoint_abort(g->store, &g->ck[i].job);
+      }
   }
   smr_net_close(g->net);
   smr_core_destroy(g->core);

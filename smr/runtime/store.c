@@ -60,8 +60,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -901,9 +903,11 @@ int smr_store_log_read(struct smr_store *s, uint64_t pos,
  * Checkpoints and compaction
  * --------------------------------------------------------------------- */
 
-/* The service image at (pos, hash), as checkpoint frames. */
+/* The service image at (pos, hash), as checkpoint frames, into o; with
+ * fd >= 0, o is written out to fd whenever it holds a few MB (a child
+ * writing a large image does not hold a second copy of it). */
 static int image(struct smr_store *s, uint64_t pos, uint64_t hash,
-                 struct obuf *o) {
+                 struct obuf *o, int fd) {
   const struct smr_service_ops *svc = s->cfg.svc;
   void *snap = NULL;
   int rc = svc->snapshot_open(s->cfg.svc_ctx, &snap);
@@ -941,23 +945,150 @@ static int image(struct smr_store *s, uint64_t pos, uint64_t hash,
     m.u.xfer.data = chunk;
     if ((rc = obuf_frame(s, o, SMR_MSG_XFER, 0, &m)) < 0) break;
     off += (uint64_t)n;
+    if (fd >= 0 && o->len >= (4u << 20)) {
+      if ((rc = write_all(fd, o->p, o->len)) < 0) break;
+      o->len = 0;
+    }
   }
+  if (rc == 0 && fd >= 0 && o->len > 0 &&
+      (rc = write_all(fd, o->p, o->len)) == 0)
+    o->len = 0;
   free(chunk);
   svc->snapshot_close(s->cfg.svc_ctx, snap);
   return rc;
 }
 
+static int compact(struct smr_store *s, uint64_t pos);
+
 int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash) {
   if (s->cfg.svc == NULL) return -EINVAL;
   int rc = smr_store_sync(s);
   if (rc < 0) return rc;
-  struct obuf ck = {0}, lg = {0};
-  if ((rc = image(s, pos, hash, &ck)) < 0) goto out;
-  if ((rc = write_file_atomic(s, "checkpoint.smr", ck.p, ck.len, 1)) < 0)
-    goto out;
+  struct obuf ck = {0};
+  if ((rc = image(s, pos, hash, &ck, -1)) == 0 &&
+      (rc = write_file_atomic(s, "checkpoint.smr", ck.p, ck.len, 1)) == 0)
+    rc = compact(s, pos);
+  free(ck.p);
+  return rc;
+}
 
-  /* The compacted log: view, acceptor state and entries of the current
-   * epoch, and the retained deliveries -- frames copied as they are. */
+/* In the background.  The child is a copy-on-write image of this process
+ * at the checkpoint's position: it writes checkpoint.<pos>.tmp and syncs
+ * it, digests the service state if asked, reports on the pipe and exits
+ * without running anything of the parent's (no atexit handlers, no
+ * buffered stdio, no loop).  The parent renames the file and compacts the
+ * log (smr_store_checkpoint_finish): only it ever changes the directory's
+ * durable state, and in order of position. */
+static void ck_tmp_path(const struct smr_store *s, uint64_t pos, char *out,
+                        size_t n) {
+  snprintf(out, n, "%s/checkpoint.%" PRIu64 ".tmp", s->dir, pos);
+}
+
+int smr_store_checkpoint_fork(struct smr_store *s, uint64_t pos,
+                              uint64_t hash, int digest,
+                              struct smr_store_ckjob *job) {
+  if (s->cfg.svc == NULL) return -EINVAL;
+  int rc = smr_store_sync(s);
+  if (rc < 0) return rc;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return -errno;
+  fflush(NULL); /* nothing buffered is written twice */
+  pid_t pid = fork();
+  if (pid < 0) {
+    rc = -errno;
+    close(p[0]);
+    close(p[1]);
+    return rc;
+  }
+  if (pid == 0) {
+    close(p[0]);
+    uint8_t msg[4 + SMR_DIGEST_LEN];
+    memset(msg, 0, sizeof(msg));
+    char tmp[4300];
+    ck_tmp_path(s, pos, tmp, sizeof(tmp));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    rc = fd < 0 ? -errno : 0;
+    if (rc == 0) {
+      struct obuf o = {0};
+      rc = image(s, pos, hash, &o, fd);
+      if (rc == 0 && fsync(fd) < 0) rc = -errno;
+      close(fd);
+      free(o.p);
+    }
+    if (rc == 0 && digest) s->cfg.svc->digest(s->cfg.svc_ctx, msg + 4);
+    uint32_t e = (uint32_t)-rc;
+    for (int i = 0; i < 4; i++) msg[i] = (uint8_t)(e >> (8 * i));
+    (void)!write(p[1], msg, sizeof(msg));
+    _exit(0);
+  }
+  close(p[1]);
+  job->pid = pid;
+  job->fd = p[0];
+  job->pos = pos;
+  return 0;
+}
+
+int smr_store_checkpoint_finish(struct smr_store *s,
+                                struct smr_store_ckjob *job,
+                                uint8_t digest[SMR_DIGEST_LEN]) {
+  uint8_t msg[4 + SMR_DIGEST_LEN];
+  size_t got = 0;
+  while (got < sizeof(msg)) {
+    ssize_t n = read(job->fd, msg + got, sizeof(msg) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  close(job->fd);
+  job->fd = -1;
+  int status = 0;
+  while (waitpid(job->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  char tmp[4300], file[4200];
+  ck_tmp_path(s, job->pos, tmp, sizeof(tmp));
+  int rc;
+  if (got < sizeof(msg)) {
+    rc = -ECHILD; /* it died before it could say */
+  } else {
+    uint32_t e = 0;
+    for (int i = 0; i < 4; i++) e |= (uint32_t)msg[i] << (8 * i);
+    rc = -(int)e;
+  }
+  if (rc == 0 && job->pos <= s->checkpoint_pos) rc = -ESTALE;
+  if (rc < 0) {
+    unlink(tmp);
+    return rc;
+  }
+  path(s, file, sizeof(file), "checkpoint.smr");
+  if (rename(tmp, file) < 0) {
+    rc = -errno;
+    unlink(tmp);
+    return rc;
+  }
+  if ((rc = fsync_dir(s->dir)) < 0) return rc;
+  memcpy(digest, msg + 4, SMR_DIGEST_LEN);
+  return compact(s, job->pos);
+}
+
+void smr_store_checkpoint_abort(struct smr_store *s,
+                                struct smr_store_ckjob *job) {
+  kill(job->pid, SIGKILL);
+  close(job->fd);
+  job->fd = -1;
+  while (waitpid(job->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  char tmp[4300];
+  ck_tmp_path(s, job->pos, tmp, sizeof(tmp));
+  unlink(tmp);
+}
+
+/* The log after a checkpoint at pos: view, acceptor state and entries of
+ * the current epoch, and the retained deliveries -- frames copied as they
+ * are -- replace it. */
+static int compact(struct smr_store *s, uint64_t pos) {
+  int rc = smr_store_sync(s);
+  if (rc < 0) return rc;
+  struct obuf lg = {0};
   struct smr_wire_msg m;
   if (s->has_view) {
     memset(&m, 0, sizeof(m));
@@ -1014,7 +1145,6 @@ int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash) {
   s->checkpoint_pos = pos;
   rc = 0;
 out:
-  free(ck.p);
   free(lg.p);
   return rc;
 }

@@ -65,6 +65,26 @@ int smr_store_log_read(struct smr_store *s, uint64_t pos,
  * log to what a restart or a delta still needs. */
 int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash);
 
+/* The same in the background: a child process (fork(): a copy-on-write
+ * image of the service as it is now) writes the checkpoint and, if digest,
+ * digests the state; this process goes on.  job->fd becomes readable when
+ * the child is done; then smr_store_checkpoint_finish() collects it,
+ * installs the checkpoint (unless a later one is already installed:
+ * -ESTALE) and compacts the log, and gives the digest.  Several may run;
+ * smr_store_checkpoint_abort() kills one (on close).  0 or -errno. */
+struct smr_store_ckjob {
+  int pid, fd;
+  uint64_t pos;
+};
+int smr_store_checkpoint_fork(struct smr_store *s, uint64_t pos,
+                              uint64_t hash, int digest,
+                              struct smr_store_ckjob *job);
+int smr_store_checkpoint_finish(struct smr_store *s,
+                                struct smr_store_ckjob *job,
+                                uint8_t digest[SMR_DIGEST_LEN]);
+void smr_store_checkpoint_abort(struct smr_store *s,
+                                struct smr_store_ckjob *job);
+
 /* Discards the checkpoint and the log (the service state they hold is not
  * to be trusted: it diverged from the group's).  The incarnation file
  * stays, so the next process is newer than every earlier one and rejoins
