@@ -7,6 +7,8 @@
  * ones for production (fsync durability, TLS required).  Every error names
  * the file, the line, the key and what is wrong, in one line. */
 #include "config.h"
+#include "allow.h"
+#include "net.h" /* smr_net_addr_valid */
 #include "tcpr.h"
 
 #include <ctype.h>
@@ -241,6 +243,21 @@ static int handler(void *user, const char *sec, const char *key,
     c->checkpoint_every = u;
     return 1;
   }
+  if (IS("metrics", "listen")) {
+    /* Empty: no listener.  Numeric, as the listener takes it (http.c). */
+    if (val[0] && !smr_net_addr_valid(val))
+      return bad(p, "[metrics] listen = %s: not a numeric host:port (e.g. "
+                 "127.0.0.1:9464 or [::1]:9464)", val);
+    return copy(p, sec, key, val, c->metrics_listen,
+                sizeof(c->metrics_listen));
+  }
+  if (IS("metrics", "allow")) {
+    struct smrd_allow a;
+    char why[200];
+    if (smrd_allow_parse(val, &a, why, sizeof(why)) < 0)
+      return bad(p, "[metrics] allow: %s", why);
+    return copy(p, sec, key, val, c->metrics_allow, sizeof(c->metrics_allow));
+  }
   if (IS("vip", "address")) {
     uint32_t a;
     unsigned plen;
@@ -319,6 +336,8 @@ int smrd_config_load(const char *file, struct smrd_config *cfg, char *err,
   cfg->suspect_ms = 200;
   cfg->durable = 1;
   cfg->checkpoint_every = 100000;
+  snprintf(cfg->metrics_allow, sizeof(cfg->metrics_allow), "%s",
+           SMRD_ALLOW_LOOPBACK);
   cfg->gate = SMRD_GATE_AUTO;
   snprintf(cfg->service, sizeof(cfg->service), "kv");
   cfg->port = 6379;

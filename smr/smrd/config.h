@@ -35,6 +35,9 @@ struct smrd_config {
   /* [durability] */
   int durable;            /* mode = fsync (1) | memory (0) */
   uint64_t checkpoint_every;
+  /* [metrics] the Prometheus endpoint (http.h) */
+  char metrics_listen[64];  /* numeric host:port; "" = none */
+  char metrics_allow[512];  /* allow list (allow.h); default loopback */
   /* [vip] */
   char vip_address[64];   /* "" = no VIP */
   char vip_device[32];

@@ -5,8 +5,9 @@
  *
  * smrd reads the configuration (config.c), creates the service's state
  * machine and front end (frontend.h), opens the group member (libsmr,
- * smr.h) and the admin socket (admin.c), and runs one event loop until
- * SIGTERM or SIGINT.  Every log line is one line on stderr:
+ * smr.h), the admin socket (admin.c) and, with [metrics] listen, the
+ * Prometheus endpoint (http.c), and runs one event loop until SIGTERM or
+ * SIGINT.  Every log line is one line on stderr:
  *
  *   2026-11-22T01:55:27.123Z n1 e7 INFO view 7: 3 members, primary n1
  *
@@ -39,6 +40,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "http.h"
 #include "smr/frontend.h"
 #include "smr/smr.h"
 #include "tcpr.h"
@@ -54,6 +56,7 @@ struct smrd {
   void *svc;
   const struct smr_service_ops *svc_ops;
   struct smrd_admin *admin;
+  struct smrd_http *metrics; /* [metrics] listen, or NULL */
   uint64_t epoch;
   enum smr_role role;
   char started_at[40];
@@ -526,12 +529,15 @@ static json_t *cmd_digest(struct smrd *d, char *err, size_t errlen) {
                    "agree", dg.agree, "members", members);
 }
 
-static json_t *cmd_metrics(struct smrd *d) {
+/* The Prometheus text exposition of this member's counters: a buffer from
+ * malloc() of *len bytes, or NULL.  `smrctl metrics` and the HTTP endpoint
+ * ([metrics] listen, http.c: ctx is the smrd) both serve it. */
+static char *metrics_text(void *ctx, size_t *len) {
+  struct smrd *d = ctx;
   struct smr_status st;
   smr_status(d->group, &st);
   char *t = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&t, &n);
+  FILE *f = open_memstream(&t, len);
   if (f == NULL) return NULL;
 #define M(name, type, help, value)                                         \
   fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{group=\"%s\",node=\"%s\"} %" \
@@ -653,8 +659,25 @@ static json_t *cmd_metrics(struct smrd *d) {
       "Acknowledgements the gate sent at a release (kernel module only).",
       gs.acks_sent);
   }
+  if (d->metrics != NULL)
+    M("smr_metrics_refused_total", "counter",
+      "Connections to the metrics endpoint refused: address not in "
+      "[metrics] allow.", smrd_http_refused(d->metrics));
 #undef M
-  fclose(f);
+  if (fclose(f) != 0) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+static json_t *cmd_metrics(struct smrd *d, char *err, size_t errlen) {
+  size_t n;
+  char *t = metrics_text(d, &n);
+  if (t == NULL) {
+    snprintf(err, errlen, "metrics: out of memory");
+    return NULL;
+  }
   json_t *r = json_pack("{s:s}", "text", t);
   free(t);
   return r;
@@ -690,7 +713,7 @@ static json_t *on_admin(void *ctx, const char *cmd, json_t *req, char *err,
   int rc;
   if (!strcmp(cmd, "status")) return cmd_status(d);
   if (!strcmp(cmd, "digest")) return cmd_digest(d, err, errlen);
-  if (!strcmp(cmd, "metrics")) return cmd_metrics(d);
+  if (!strcmp(cmd, "metrics")) return cmd_metrics(d, err, errlen);
   if (!strcmp(cmd, "checkpoint")) {
     if ((rc = smr_checkpoint(d->group)) < 0) {
       snprintf(err, errlen, "checkpoint: %s", strerror(-rc));
@@ -903,6 +926,19 @@ int main(int argc, char **argv) {
     smr_close(d.group);
     return 1;
   }
+  if (d.cfg.metrics_listen[0] &&
+      (rc = smrd_http_open(d.loop, d.cfg.metrics_listen, d.cfg.metrics_allow,
+                           metrics_text, &d, &d.metrics, err,
+                           sizeof(err))) < 0) {
+    dlog(SMR_LOG_ERROR, "cannot start: [metrics] %s", err);
+    smrd_admin_close(d.admin);
+    d.fe_ops->close(d.fe);
+    smr_close(d.group);
+    return 1;
+  }
+  if (d.metrics != NULL)
+    dlog(SMR_LOG_INFO, "metrics at http://%s/metrics (allowed: %s)",
+         d.cfg.metrics_listen, d.cfg.metrics_allow);
   ev_signal_init(&d.sigterm, on_signal, SIGTERM);
   ev_signal_start(d.loop, &d.sigterm);
   ev_signal_init(&d.sigint, on_signal, SIGINT);
@@ -912,6 +948,7 @@ int main(int argc, char **argv) {
   ev_run(d.loop, 0);
   ev_timer_stop(d.loop, &d.lease_w);
   ev_timer_stop(d.loop, &d.rejuv_w);
+  smrd_http_close(d.metrics);
   smrd_admin_close(d.admin);
   /* The front end first: it hands its connections to the keeper and the
    * gate, which tcpr_stop then closes. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "allow.h"
 #include "config.h"
 #include "fuzz.h"
 
@@ -31,6 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(cfg.insecure || (cfg.tls_ca[0] && cfg.tls_cert[0] &&
                                 cfg.tls_key[0]));
     FUZZ_CHECK(smrd_addr_valid(cfg.addr));
+    struct smrd_allow allow;
+    FUZZ_CHECK(smrd_allow_parse(cfg.metrics_allow, &allow, err,
+                                sizeof(err)) == 0);
   } else {
     FUZZ_CHECK(rc == -1 && err[0] != 0 && memchr(err, 0, sizeof(err)));
   }

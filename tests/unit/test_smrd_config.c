@@ -130,6 +130,31 @@ static void test_joiner_needs_addr(void **state) {
   assert_string_equal(cfg.addr, "127.0.0.1:7004");
 }
 
+static void test_metrics(void **state) {
+  (void)state;
+  assert_int_equal(load(good), 0);
+  assert_string_equal(cfg.metrics_listen, ""); /* default: no listener */
+  assert_string_equal(cfg.metrics_allow, "127.0.0.0/8, ::1/128");
+  assert_int_equal(load_with("[metrics]\nlisten = 127.0.0.1:9464\n"
+                             "allow = 10.0.0.0/8, 2001:db8::/32, 192.0.2.7\n"),
+                   0);
+  assert_string_equal(cfg.metrics_listen, "127.0.0.1:9464");
+  assert_string_equal(cfg.metrics_allow,
+                      "10.0.0.0/8, 2001:db8::/32, 192.0.2.7");
+  assert_int_equal(load_with("[metrics]\nlisten = [::1]:9464\n"), 0);
+  assert_string_equal(cfg.metrics_listen, "[::1]:9464");
+  assert_int_equal(load_with("[metrics]\nlisten =\n"), 0);
+  assert_string_equal(cfg.metrics_listen, "");
+  expect_error_with("[metrics]\nlisten = localhost:9464\n", "numeric");
+  expect_error_with("[metrics]\nlisten = 9464\n", "[metrics] listen");
+  expect_error_with("[metrics]\nlisten = 127.0.0.1:0\n", "[metrics] listen");
+  expect_error_with("[metrics]\nallow =\n", "[metrics] allow: empty");
+  expect_error_with("[metrics]\nallow = 10.0.0.1/8\n", "bits set");
+  expect_error_with("[metrics]\nallow = 10.0.0.0/8, 300.0.0.0/8\n",
+                    "'300.0.0.0/8'");
+  expect_error_with("[metrics]\nport = 9464\n", "unknown key");
+}
+
 static void test_missing_file(void **state) {
   (void)state;
   assert_int_equal(smrd_config_load("/nonexistent/smrd.ini", &cfg, err,
@@ -146,6 +171,7 @@ int main(void) {
       cmocka_unit_test(test_errors_name_the_key),
       cmocka_unit_test(test_tls_rules),
       cmocka_unit_test(test_joiner_needs_addr),
+      cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_missing_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
