@@ -1933,6 +1933,7 @@ static void xfer_pump(struct smr_core *c) {
         }
         long n = c->src->snap_read(c->src->ctx, c->snap, x->next, c->scratch,
                                    c->xfer_chunk);
+        if (n == -EAGAIN) break; /* being made: the next pump goes on */
         if (n < 0) {
           x->active = 0;
           break;

@@ -58,7 +58,9 @@ struct smr_core_source {
    * every earlier event has been carried out and no later one, so the
    * service state is then exactly at pos. */
   int (*snap_open)(void *ctx, uint64_t pos, void **snap);
-  /* Reads up to len bytes of the image at offset off; 0 at its end. */
+  /* Reads up to len bytes of the image at offset off; 0 at its end;
+   * -EAGAIN while the image is still being made (the transfer waits and
+   * a later pump tries again). */
   long (*snap_read)(void *ctx, void *snap, uint64_t off, void *buf,
                     size_t len);
   void (*snap_close)(void *ctx, void *snap);

@@ -54,6 +54,10 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,6 +157,7 @@ struct smr {
    * state on every call. */
   uint8_t digest[SMR_DIGEST_LEN];
   uint64_t digest_pos;
+  int digest_unsent;
   struct ck_job ck[CK_JOBS];
   int replaying;          /* recovery is replaying the log */
   /* Copies of the configuration's strings. */
@@ -301,7 +306,7 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
  * (the copies are compared position by position). */
 static void report_digest(struct smr *g, uint64_t pos,
                           const uint8_t d[SMR_DIGEST_LEN]) {
-  memcpy(g->digest, d, SMR_DIGEST_LEN);
+  if (d != g->digest) memcpy(g->digest, d, SMR_DIGEST_LEN);
   g->digest_pos = pos;
   uint8_t m[1 + 8 + SMR_ID_MAX - 1 + SMR_DIGEST_LEN];
   memset(m, 0, sizeof(m));
@@ -310,7 +315,10 @@ static void report_digest(struct smr *g, uint64_t pos,
   memcpy(m + 9, g->self_id, strlen(g->self_id));
   memcpy(m + 9 + SMR_ID_MAX - 1, d, SMR_DIGEST_LEN);
   record_digest(g, pos, g->self_id, d);
-  multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie);
+  /* Not in a running view now (e.g. excluded while the child wrote):
+   * it goes out once we are back (drain). */
+  g->digest_unsent =
+      multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie) < 0;
 }
 
 static void drain(struct smr *g);
@@ -437,6 +445,19 @@ static void restart_finish(struct smr *g) {
     ck_wait_all(g);
     g->unsynced = 1;
     sync_store(g);
+    /* A recent checkpoint and a short log after it: the next process
+     * replays that log, which costs less than writing the whole state
+     * again now. */
+    struct smr_store_stats ss;
+    smr_store_stats(g->store, &ss);
+    if (ss.checkpoint_pos > 0 && ss.log_bytes * 4 < ss.checkpoint_bytes) {
+      glog(g, SMR_LOG_INFO, "restarting from the checkpoint at %" PRIu64
+           " (%" PRIu64 " bytes) and the log after it (%" PRIu64 " bytes, "
+           "up to %" PRIu64 ")", ss.checkpoint_pos, ss.checkpoint_bytes,
+           ss.log_bytes, g->applied);
+      g->cfg.on_restart(g->cfg.ctx, 0);
+      return;
+    }
     if ((rc = smr_store_checkpoint(g->store, g->applied, g->hash)) < 0)
       glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s",
            g->applied, strerror(-rc));
@@ -708,6 +729,10 @@ static void drain(struct smr *g) {
       return;
     }
   }
+  if (g->digest_unsent && !g->needs_state) {
+    smr_core_status(g->core, &cs);
+    if (cs.state == SMR_ST_NORMAL) report_digest(g, g->digest_pos, g->digest);
+  }
   /* The next timer. */
   uint64_t d = smr_core_next_deadline(g->core), now = now_ms();
   double after = d == UINT64_MAX ? 3600.0
@@ -803,22 +828,136 @@ static int src_log_read(void *ctx, uint64_t pos, struct smr_log_entry *e) {
   return smr_store_log_read(g->store, pos, e);
 }
 
+/* The snapshot a donor sends is captured at the view boundary by a child
+ * process (fork(): copy-on-write, so capturing costs the fork, not a
+ * serialization of the whole state on the loop), which writes it into an
+ * unnamed file in data_dir; the transfer waits (-EAGAIN) until the child
+ * is done, then reads the file.  Without a child, the service's own
+ * snapshot in this process, as before. */
+struct fsnap {
+  struct smr *g;
+  int fd, pipe, pid;
+  int done, failed;
+  ev_io w;
+  void *mem; /* fallback: the service's snapshot handle */
+};
+
+static void on_fsnap_done(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)revents;
+  struct fsnap *f = w->data;
+  ev_io_stop(loop, w);
+  uint8_t st[8];
+  ssize_t n;
+  do {
+    n = read(f->pipe, st, sizeof(st));
+  } while (n < 0 && errno == EINTR);
+  close(f->pipe);
+  f->pipe = -1;
+  while (waitpid(f->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  f->pid = -1;
+  f->done = 1;
+  f->failed = n != (ssize_t)sizeof(st) || st[0] != 0;
+  if (f->failed)
+    glog(f->g, SMR_LOG_ERROR, "the snapshot for a state transfer could not "
+         "be written (%s)", n == (ssize_t)sizeof(st) ? strerror(st[1])
+                                                     : "its process died");
+}
+
 static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
   struct smr *g = ctx;
+  const struct smr_service_ops *svc = g->cfg.service;
   if (!ALWAYS(pos == g->applied)) return -ESTALE;
-  return g->cfg.service->snapshot_open(g->cfg.service_ctx, snap);
+  struct fsnap *f = calloc(1, sizeof(*f));
+  if (f == NULL) return -ENOMEM;
+  f->g = g;
+  f->pid = f->pipe = -1;
+  int p[2] = {-1, -1};
+  f->fd = open(g->data_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (f->fd >= 0 && pipe2(p, O_CLOEXEC) == 0) {
+    fflush(NULL);
+    f->pid = fork();
+    if (f->pid == 0) {
+      close(p[0]);
+      uint8_t st[8] = {0};
+      void *h = NULL;
+      int rc = svc->snapshot_open(g->cfg.service_ctx, &h);
+      static uint8_t chunk[1 << 20];
+      for (uint64_t off = 0; rc == 0;) {
+        long n = svc->snapshot_read(g->cfg.service_ctx, h, off, chunk,
+                                    sizeof(chunk));
+        if (n <= 0) {
+          rc = (int)n;
+          break;
+        }
+        for (long w = 0; w < n && rc == 0;) {
+          ssize_t k = write(f->fd, chunk + w, (size_t)(n - w));
+          if (k < 0 && errno != EINTR) rc = -errno;
+          if (k > 0) w += k;
+        }
+        off += (uint64_t)n;
+      }
+      st[0] = rc < 0;
+      st[1] = (uint8_t)(rc < 0 ? -rc : 0);
+      (void)!write(p[1], st, sizeof(st));
+      _exit(0);
+    }
+  }
+  if (f->pid > 0) {
+    close(p[1]);
+    f->pipe = p[0];
+    ev_io_init(&f->w, on_fsnap_done, f->pipe, EV_READ);
+    f->w.data = f;
+    ev_io_start(g->loop, &f->w);
+    *snap = f;
+    return 0;
+  }
+  /* No unnamed file, pipe or child: the service's own snapshot. */
+  glog(g, SMR_LOG_WARN, "snapshot for a state transfer taken in-process "
+       "(%s)", strerror(errno));
+  if (p[0] >= 0) close(p[0]);
+  if (p[1] >= 0) close(p[1]);
+  if (f->fd >= 0) close(f->fd);
+  f->fd = -1;
+  int rc = svc->snapshot_open(g->cfg.service_ctx, &f->mem);
+  if (rc < 0) {
+    free(f);
+    return rc;
+  }
+  *snap = f;
+  return 0;
 }
 
 static long src_snap_read(void *ctx, void *snap, uint64_t off, void *buf,
                           size_t len) {
   struct smr *g = ctx;
-  return g->cfg.service->snapshot_read(g->cfg.service_ctx, snap, off, buf,
-                                       len);
+  struct fsnap *f = snap;
+  if (f->mem != NULL)
+    return g->cfg.service->snapshot_read(g->cfg.service_ctx, f->mem, off,
+                                         buf, len);
+  if (!f->done) return -EAGAIN;
+  if (f->failed) return -EIO;
+  ssize_t n;
+  do {
+    n = pread(f->fd, buf, len, (off_t)off);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : (long)n;
 }
 
 static void src_snap_close(void *ctx, void *snap) {
   struct smr *g = ctx;
-  g->cfg.service->snapshot_close(g->cfg.service_ctx, snap);
+  struct fsnap *f = snap;
+  if (f->mem != NULL) g->cfg.service->snapshot_close(g->cfg.service_ctx,
+                                                     f->mem);
+  if (f->pid > 0) {
+    ev_io_stop(g->loop, &f->w);
+    kill(f->pid, SIGKILL);
+    while (waitpid(f->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (f->pipe >= 0) close(f->pipe);
+  if (f->fd >= 0) close(f->fd);
+  free(f);
 }
 
 /* ------------------------------------------------------------------------
@@ -875,7 +1014,8 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
       .durable = cfg->durable,
       /* Deltas for members that were away briefly; longer absences get
        * the snapshot.  Bounded, because compaction copies them. */
-      .retain = g->cfg.checkpoint_every < 8192 ? g->cfg.checkpoint_every : 8192,
+      .retain = 1000000,
+      .retain_bytes = 64u << 20,
       .svc = cfg->service,
       .svc_ctx = cfg->service_ctx,
       .replay = store_replay,
@@ -976,8 +1116,6 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
     glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s", g->applied,
          strerror(-rc));
 
-  cfg->service->digest(cfg->service_ctx, g->digest);
-  g->digest_pos = g->applied;
   ev_timer_init(&g->timer, on_timer, 0., 0.);
   g->timer.data = g;
   ev_prepare_init(&g->prepare, on_prepare);

@@ -329,8 +329,13 @@ static int index_delivered(struct smr_store *s, uint64_t pos, uint64_t off) {
   s->dix[s->n_dix].pos = pos;
   s->dix[s->n_dix].off = off;
   s->n_dix++;
-  /* Keep only the last `retain`. */
-  while (s->n_dix - s->dix_head > s->cfg.retain) s->dix_head++;
+  /* Keep only the last `retain`, and no more than retain_bytes of log
+   * from the oldest of them on (compaction copies them; with large
+   * requests a count alone let the log after a checkpoint reach GBs). */
+  while (s->n_dix - s->dix_head > s->cfg.retain ||
+         (s->n_dix - s->dix_head > 1 && s->cfg.retain_bytes &&
+          off - s->dix[s->dix_head].off > s->cfg.retain_bytes))
+    s->dix_head++;
   return 0;
 }
 
@@ -964,12 +969,24 @@ int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash) {
   if (s->cfg.svc == NULL) return -EINVAL;
   int rc = smr_store_sync(s);
   if (rc < 0) return rc;
+  /* Streamed to the file (a large state is not held twice). */
+  char tmp[4300], file[4200];
+  path(s, file, sizeof(file), "checkpoint.smr");
+  snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
   struct obuf ck = {0};
-  if ((rc = image(s, pos, hash, &ck, -1)) == 0 &&
-      (rc = write_file_atomic(s, "checkpoint.smr", ck.p, ck.len, 1)) == 0)
-    rc = compact(s, pos);
+  rc = image(s, pos, hash, &ck, fd);
   free(ck.p);
-  return rc;
+  if (rc == 0 && fsync(fd) < 0) rc = -errno;
+  close(fd);
+  if (rc == 0 && rename(tmp, file) < 0) rc = -errno;
+  if (rc < 0) {
+    unlink(tmp);
+    return rc;
+  }
+  if ((rc = fsync_dir(s->dir)) < 0) return rc;
+  return compact(s, pos);
 }
 
 /* In the background.  The child is a copy-on-write image of this process
@@ -1154,4 +1171,8 @@ void smr_store_stats(const struct smr_store *s, struct smr_store_stats *st) {
   st->fsyncs = s->fsyncs;
   st->checkpoint_pos = s->checkpoint_pos;
   st->records = s->records;
+  char file[4200];
+  struct stat sb;
+  path(s, file, sizeof(file), "checkpoint.smr");
+  st->checkpoint_bytes = stat(file, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }

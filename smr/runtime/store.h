@@ -17,6 +17,8 @@ struct smr_store_config {
   const char *group;
   int durable;            /* fsync log records before they are relied on */
   uint64_t retain;        /* delivered messages kept for deltas */
+  uint64_t retain_bytes;  /* and at most this much log from the oldest (0:
+                             no bound) */
   const struct smr_service_ops *svc;
   void *svc_ctx;
   /* Replays one delivered message into the service during recovery (the
@@ -93,6 +95,7 @@ int smr_store_discard(struct smr_store *s);
 
 struct smr_store_stats {
   uint64_t log_bytes, fsyncs, checkpoint_pos, records;
+  uint64_t checkpoint_bytes; /* size of checkpoint.smr (0: none) */
 };
 void smr_store_stats(const struct smr_store *s, struct smr_store_stats *st);
 

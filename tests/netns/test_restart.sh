@@ -149,7 +149,7 @@ if [[ $ONLY == *" 1 "* ]]; then
   else
     fail "incarnations $before -> $after, pids $pids_before -> $pids_after, all alive: $alive_all"
   fi
-  n_ckpt=$(grep -h -c "for the restart took" "$WORK"/log[123] | awk "{s+=\$1} END {print s+0}")
+  n_ckpt=$(grep -h -c "for the restart took\|restarting from the checkpoint at" "$WORK"/log[123] | awk "{s+=\$1} END {print s+0}")
   n_snap=$(cat "$WORK"/log[123] | grep -c "receiving the state at position" || true)
   if [[ $n_snap -eq 0 && $n_ckpt -eq 3 ]]; then
     pass "each member checkpointed as it left and came back with a delta (no snapshot sent)"

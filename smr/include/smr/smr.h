@@ -123,9 +123,9 @@ struct smr_status {
   uint64_t stable;   /* sequence number stable in the view */
   uint64_t pending;  /* our submissions not yet applied */
   uint64_t checkpoint_pos;
-  /* The service digest at position digest_pos: this member's last
-   * checkpoint (or the state it recovered at start).  Kept, not computed
-   * per call: digesting a large state would stall the loop. */
+  /* The service digest at position digest_pos: this process's last
+   * checkpoint (digest_pos 0 and zeros before its first).  Kept, not
+   * computed per call: digesting a large state would stall the loop. */
   uint8_t digest[SMR_DIGEST_LEN];
   uint64_t digest_pos;
   uint64_t views_installed, delivered_total, suspicions, refused_frames;
