@@ -104,6 +104,7 @@ struct ck_job {
 /* Digests reported for one checkpoint position. */
 struct digest_row {
   uint64_t pos;
+  int ours; /* this process checkpointed there (not history it replayed) */
   uint32_t n;
   char ids[SMR_MAX_MEMBERS][SMR_ID_MAX];
   uint8_t d[SMR_MAX_MEMBERS][SMR_DIGEST_LEN];
@@ -145,6 +146,9 @@ struct smr {
   int restart_state_ok; /* we had the state when the restart began */
   uint64_t divergences_seen, diverged;
   uint64_t diverged_checked; /* the last digest position compared */
+  /* Our own divergence found at diverge_pos: we leave once our report of
+   * that position has been delivered, so that the others see it too. */
+  uint64_t diverge_pos, own_digest_delivered;
   /* Restarts of members seen in views: the newest incarnation of each. */
   struct {
     char id[SMR_ID_MAX];
@@ -300,7 +304,7 @@ static void on_view_event(struct smr *g, const struct smr_event *ev) {
 static int multicast(struct smr *g, uint8_t env, const void *data,
                      size_t len, void *cookie);
 static void record_digest(struct smr *g, uint64_t pos, const char *id,
-                          const uint8_t *d);
+                          const uint8_t *d, int ours);
 
 /* Our digest at a checkpoint: kept for status, and told to the group
  * (the copies are compared position by position). */
@@ -314,7 +318,7 @@ static void report_digest(struct smr *g, uint64_t pos,
   for (int i = 0; i < 8; i++) m[1 + i] = (uint8_t)(pos >> (8 * i));
   memcpy(m + 9, g->self_id, strlen(g->self_id));
   memcpy(m + 9 + SMR_ID_MAX - 1, d, SMR_DIGEST_LEN);
-  record_digest(g, pos, g->self_id, d);
+  record_digest(g, pos, g->self_id, d, 1);
   /* Not in a running view now (e.g. excluded while the child wrote):
    * it goes out once we are back (drain). */
   g->digest_unsent =
@@ -484,7 +488,11 @@ static int row_complete(const struct smr *g, const struct digest_row *row) {
  * once every member reported.  A member whose digest is not the
  * majority's rebuilds itself from the group; the others count it. */
 static void check_divergence(struct smr *g, const struct digest_row *row) {
-  if (g->replaying || row->pos <= g->diverged_checked ||
+  /* Only positions where this process checkpointed: a joiner replays
+   * history that holds the reports of earlier processes, its own id's
+   * included (a copy rebuilt after a divergence would find "its" bad
+   * digest there again and again). */
+  if (g->replaying || !row->ours || row->pos <= g->diverged_checked ||
       !row_complete(g, row))
     return;
   g->diverged_checked = row->pos;
@@ -509,13 +517,14 @@ static void check_divergence(struct smr *g, const struct digest_row *row) {
   for (uint32_t i = 0; i < row->n; i++) {
     if (!memcmp(row->d[i], row->d[best], SMR_DIGEST_LEN)) continue;
     if (!strcmp(row->ids[i], g->self_id)) {
-      char why[160];
-      snprintf(why, sizeof(why), "our state diverged: digest at position "
-               "%" PRIu64 " differs from the majority's (%u of %u)",
-               row->pos, best_n, row->n);
       g->diverged++;
-      glog(g, SMR_LOG_ERROR, "%s", why);
-      restart_begin(g, 1, why);
+      glog(g, SMR_LOG_ERROR, "our state diverged: digest at position %" PRIu64
+           " differs from the majority's (%u of %u)", row->pos, best_n,
+           row->n);
+      g->diverge_pos = row->pos;
+      if (g->own_digest_delivered >= row->pos)
+        restart_begin(g, 1, "our state diverged");
+      /* else: once our report is delivered (control()) */
     } else {
       g->divergences_seen++;
       glog(g, SMR_LOG_WARN, "member %s diverged: its digest at position "
@@ -527,7 +536,7 @@ static void check_divergence(struct smr *g, const struct digest_row *row) {
 }
 
 static void record_digest(struct smr *g, uint64_t pos, const char *id,
-                          const uint8_t *d) {
+                          const uint8_t *d, int ours) {
   struct digest_row *row = NULL;
   for (int i = 0; i < DIGEST_ROWS; i++)
     if (g->digests[i].pos == pos) row = &g->digests[i];
@@ -540,11 +549,21 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
     row->pos = pos;
   }
   for (uint32_t i = 0; i < row->n; i++)
-    if (!strcmp(row->ids[i], id)) return;
+    if (!strcmp(row->ids[i], id)) {
+      /* Our own digest first came to us as history (a delta replayed the
+       * report of an earlier process of ours): this process's replaces it. */
+      if (ours && !row->ours) {
+        memcpy(row->d[i], d, SMR_DIGEST_LEN);
+        row->ours = 1;
+        check_divergence(g, row);
+      }
+      return;
+    }
   if (row->n == SMR_MAX_MEMBERS) return;
   snprintf(row->ids[row->n], SMR_ID_MAX, "%s", id);
   memcpy(row->d[row->n], d, SMR_DIGEST_LEN);
   row->n++;
+  row->ours |= ours;
   check_divergence(g, row);
 }
 
@@ -575,7 +594,14 @@ static void control(struct smr *g, uint64_t pos, const char *from,
     char id[SMR_ID_MAX];
     memcpy(id, m + 9, SMR_ID_MAX - 1);
     id[SMR_ID_MAX - 1] = 0;
-    record_digest(g, at, id, m + 9 + SMR_ID_MAX - 1);
+    record_digest(g, at, id, m + 9 + SMR_ID_MAX - 1, 0);
+    if (!strcmp(id, g->self_id) && !g->replaying) {
+      if (at > g->own_digest_delivered) g->own_digest_delivered = at;
+      /* The others have our report now: a divergence of ours found
+       * before it got here can be acted on. */
+      if (g->diverge_pos != 0 && at >= g->diverge_pos)
+        restart_begin(g, 1, "our state diverged");
+    }
   }
 }
 

@@ -963,6 +963,19 @@ int main(int argc, char **argv) {
     /* The same program and arguments, as a fresh process image (the pid
      * stays: a service manager sees nothing).  Descriptors that are not
      * close-on-exec must not leak into it. */
+    /* libev keeps the signals it watches blocked (signalfd), and a
+     * blocked signal stays pending across exec: a SIGTERM that came during
+     * the restart would be lost on the new process.  With the default
+     * action back and the signals unblocked, it ends us here instead
+     * (everything is shut down already), and a later one ends the new
+     * process whatever stage it is at. */
+    ev_signal_stop(d.loop, &d.sigterm);
+    ev_signal_stop(d.loop, &d.sigint);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     dlog(SMR_LOG_INFO, "stopped; starting again");
     closefrom(3);
     execv("/proc/self/exe", argv);

@@ -199,8 +199,10 @@ print(" ".join("%s=%d" % (k.decode() if k else None, n) for k, n in seen.items()
     fail "the corruption did not take (n$b reads \"$v\")"
   fi
   ctl "$p" checkpoint >/dev/null
-  back() { # n$b came back: newer incarnation, in a view of 3 with its state
-    in_view_of "$b" 3 && [[ $(json "$b" '[m["incarnation"] for m in d["members"] if m["id"] == "n'"$b"'"][0]') -gt $inc_b ]]
+  back() { # n$b came back: newer incarnation, in a view of 3, with its state
+    in_view_of "$b" 3 &&
+      [[ $(json "$b" '" ".join(str(m[k]) for m in d["members"] if m["id"] == "n'"$b"'" for k in ("incarnation", "state"))') == *" up" ]] &&
+      [[ $(json "$b" '[m["incarnation"] for m in d["members"] if m["id"] == "n'"$b"'"][0]') -gt $inc_b ]]
   }
   if netns_wait_for 60 "n$b rebuilt" back; then
     pass "n$b found its digest in the minority, left and came back as a new process"
@@ -210,9 +212,15 @@ print(" ".join("%s=%d" % (k.decode() if k else None, n) for k, n in seen.items()
   grep -q "our state diverged" "$WORK/log$b" &&
     pass "n$b's log says why: $(grep -h -m1 "our state diverged" "$WORK/log$b" | cut -d' ' -f5- | cut -c1-120)" ||
     fail "n$b's log has no divergence line"
-  grep -q "receiving the state at position" "$WORK/log$b" &&
-    pass "n$b received the whole state (its files were discarded)" ||
-    fail "n$b did not receive a snapshot"
+  # The new process starts from nothing (its files were discarded) and
+  # gets everything from the group: the snapshot, or the whole history
+  # while the group still retains it.
+  if sed -n '/our state diverged/,$p' "$WORK/log$b" | grep -q "state at 0$"; then
+    how=$(sed -n '/our state diverged/,$p' "$WORK/log$b" | grep -q "receiving the state at" && echo "a snapshot" || echo "the whole history as a delta")
+    pass "n$b came back with nothing and received the state from the group ($how)"
+  else
+    fail "n$b did not start again from nothing: $(sed -n '/our state diverged/,$p' "$WORK/log$b" | grep "state at" | head -1)"
+  fi
   v=$(netns_exec c redis-cli -h "$(netns_ip "$b")" get canary)
   [[ $v == good ]] && pass "n$b's copy is good again" || fail "n$b reads \"$v\" after the rebuild"
   seen=$(ctl "$p" metrics | sed -n 's/^smr_divergences_seen_total{[^}]*} //p')
