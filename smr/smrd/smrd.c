@@ -77,6 +77,7 @@ struct smrd {
   /* Restart: libsmr handed over (on_restart); after the shutdown the
    * process re-executes itself with the same arguments. */
   int restart_exec;
+  int stop_asked; /* SIGTERM or SIGINT */
   char **argv;
   /* Rejuvenation ([restart] every): the restart this primary asked for
    * and not yet seen completed. */
@@ -780,6 +781,7 @@ static json_t *on_admin(void *ctx, const char *cmd, json_t *req, char *err,
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)revents;
   dlog(SMR_LOG_INFO, "signal %d: shutting down", w->signum);
+  ((struct smrd *)w->data)->stop_asked = 1;
   ev_break(loop, EVBREAK_ALL);
 }
 
@@ -940,8 +942,10 @@ int main(int argc, char **argv) {
     dlog(SMR_LOG_INFO, "metrics at http://%s/metrics (allowed: %s)",
          d.cfg.metrics_listen, d.cfg.metrics_allow);
   ev_signal_init(&d.sigterm, on_signal, SIGTERM);
+  d.sigterm.data = &d;
   ev_signal_start(d.loop, &d.sigterm);
   ev_signal_init(&d.sigint, on_signal, SIGINT);
+  d.sigint.data = &d;
   ev_signal_start(d.loop, &d.sigint);
   dlog(SMR_LOG_INFO, "serving %s on port %u, admin socket %s", d.fe_ops->name,
        d.cfg.port, d.cfg.admin_socket);
@@ -963,17 +967,30 @@ int main(int argc, char **argv) {
     /* The same program and arguments, as a fresh process image (the pid
      * stays: a service manager sees nothing).  Descriptors that are not
      * close-on-exec must not leak into it. */
-    /* libev keeps the signals it watches blocked (signalfd), and a
-     * blocked signal stays pending across exec: a SIGTERM that came during
-     * the restart would be lost on the new process.  With the default
-     * action back and the signals unblocked, it ends us here instead
-     * (everything is shut down already), and a later one ends the new
-     * process whatever stage it is at. */
+    /* A SIGTERM or SIGINT that came once the loop had stopped must not
+     * be lost on the new process: libev caught it (its watcher is pending,
+     * never to run), or the kernel holds it.  With them blocked, check
+     * both; stop instead of restarting if one came; then the default
+     * actions and an empty mask for the new process, so that one coming
+     * from here on ends whichever process is running. */
+    sigset_t stop, pend, none;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+    /* Everything else is stopped: this dispatches only a signal libev
+     * caught after the loop stopped (its handler just notes it). */
+    ev_run(d.loop, EVRUN_NOWAIT);
+    int asked = d.stop_asked;
     ev_signal_stop(d.loop, &d.sigterm);
     ev_signal_stop(d.loop, &d.sigint);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
-    sigset_t none;
+    sigpending(&pend);
+    if (asked || sigismember(&pend, SIGTERM) || sigismember(&pend, SIGINT)) {
+      dlog(SMR_LOG_INFO, "asked to stop during the restart: stopped");
+      return 0;
+    }
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     dlog(SMR_LOG_INFO, "stopped; starting again");
