@@ -5,7 +5,11 @@
  * Checks: a group forms; submissions come back as replies in order; a
  * group checkpoint makes every member report the same digest; a member
  * closed and reopened from its data directory recovers and catches up;
- * a member that loses its data directory rejoins by state transfer. */
+ * a member that loses its data directory rejoins by state transfer;
+ * a member asked to restart leaves and hands over (on_restart) with its
+ * state on disk, and a new process of it catches up; a member whose copy
+ * was changed behind the group's back finds its digest in the minority,
+ * discards its files and is rebuilt from the group. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -229,6 +233,7 @@ struct member {
   uint64_t epoch;
   uint32_t view_n;
   uint64_t replies, last_reply_no;
+  int restart_asked, rebuild;
 };
 
 static struct member mem[3];
@@ -254,11 +259,19 @@ static void on_reply(void *ctx, void *cookie, const uint8_t *reply,
   m->last_reply_no = no;
 }
 
+static void on_restart(void *ctx, int rebuild) {
+  struct member *m = ctx;
+  assert_false(m->restart_asked); /* once per process */
+  m->restart_asked = 1;
+  m->rebuild = rebuild;
+}
+
 static void start(int i) {
   struct member *m = &mem[i];
   memset(&m->svc, 0, sizeof(m->svc));
   m->epoch = 0;
   m->view_n = 0;
+  m->restart_asked = m->rebuild = 0;
   struct smr_config cfg = {
       .loop = loop,
       .group = "rt",
@@ -277,6 +290,7 @@ static void start(int i) {
       .ctx = m,
       .on_view = on_view,
       .on_reply = on_reply,
+      .on_restart = on_restart,
   };
   char err[256];
   int rc = smr_open(&cfg, &m->g, err, sizeof(err));
@@ -371,6 +385,8 @@ static int setup(void **state) {
   snprintf(root, sizeof(root), "/tmp/smr-rt-XXXXXX");
   assert_non_null(mkdtemp(root));
   static char addrs[3][32];
+  memset(mem, 0, sizeof(mem));
+  want_replies = 0;
   for (int i = 0; i < 3; i++) {
     snprintf(mem[i].id, sizeof(mem[i].id), "n%d", i + 1);
     snprintf(mem[i].dir, sizeof(mem[i].dir), "%s/n%d", root, i + 1);
@@ -388,6 +404,7 @@ static int teardown(void **state) {
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
   assert_int_equal(system(cmd), 0);
+  ev_timer_stop(loop, &pump); /* the next test initializes it again */
   for (size_t i = 0; i < qn; i++) free(queue[i].data);
   free(queue);
   queue = NULL;
@@ -445,9 +462,79 @@ static void test_group_end_to_end(void **state) {
   run_until(same_state, "all three still agree");
 }
 
+static int watched;
+static int restart_handed(void) { return mem[watched].restart_asked; }
+
+static int file_exists(const char *dir, const char *name) {
+  char path[160];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  return access(path, F_OK) == 0;
+}
+
+static void test_restart_and_divergence(void **state) {
+  (void)state;
+  for (int i = 0; i < 3; i++) start(i);
+  run_until(all_in_view, "a view of three");
+  int p = primary_index();
+  assert_true(p >= 0);
+  want_replies = 50;
+  submit_n(p, 50);
+  run_until(replies_done, "50 replies");
+
+  /* Bad requests: an error and no upcall. */
+  assert_int_equal(smr_ask_restart(mem[p].g, "nobody", 0), -ENOENT);
+  assert_int_equal(smr_ask_restart(mem[p].g, "", 0), -EINVAL);
+  assert_int_equal(smr_ask_restart(mem[p].g, "n1", 0x80), -EINVAL);
+
+  /* A restart asked through the primary: the backup leaves, has its state
+   * on disk where it stopped, and hands over; its next process loads it. */
+  int b = (p + 1) % 3;
+  struct smr_status st;
+  smr_status(mem[b].g, &st);
+  uint64_t inc = st.incarnation;
+  assert_int_equal(smr_ask_restart(mem[p].g, mem[b].id, 0), 0);
+  watched = b;
+  run_until(restart_handed, "the backup handing over for its restart");
+  assert_int_equal(mem[b].rebuild, 0);
+  uint64_t count = mem[b].svc.count;
+  assert_true(count >= 50);
+  stop(b);
+  start(b);
+  assert_int_equal(mem[b].svc.count, count); /* from its own disk */
+  run_until(all_in_view, "the restarted member back in the view");
+  run_until(same_state, "the restarted member caught up");
+  smr_status(mem[b].g, &st);
+  assert_true(st.incarnation > inc);
+
+  /* A copy changed behind the group's back. */
+  int c = (p + 2) % 3;
+  mem[c].svc.sum ^= 0x5a5a;
+  assert_int_equal(smr_checkpoint(mem[p].g), 0);
+  watched = c;
+  run_until(restart_handed, "the diverged member handing over to rebuild");
+  assert_int_equal(mem[c].rebuild, 1);
+  assert_false(file_exists(mem[c].dir, "checkpoint.smr"));
+  smr_status(mem[c].g, &st);
+  assert_int_equal(st.diverged, 1);
+  smr_status(mem[p].g, &st);
+  assert_int_equal(st.divergences_seen, 1);
+  stop(c);
+  start(c);
+  assert_int_equal(mem[c].svc.count, 0); /* nothing of the bad copy */
+  run_until(all_in_view, "the rebuilt member back in the view");
+  run_until(same_state, "the rebuilt member holds the group's state");
+  want_replies = 60;
+  submit_n(p, 10);
+  run_until(replies_done, "10 more replies");
+  assert_int_equal(smr_checkpoint(mem[p].g), 0);
+  run_until(digests_agree, "agreeing digests after the rebuild");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_group_end_to_end, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restart_and_divergence, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

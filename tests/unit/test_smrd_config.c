@@ -155,6 +155,44 @@ static void test_metrics(void **state) {
   expect_error_with("[metrics]\nport = 9464\n", "unknown key");
 }
 
+static void test_restart_schedule(void **state) {
+  (void)state;
+  uint64_t ms = 0;
+  assert_int_equal(smrd_duration_ms("6h", &ms), 0);
+  assert_int_equal(ms, 6u * 3600 * 1000);
+  assert_int_equal(smrd_duration_ms("30m", &ms), 0);
+  assert_int_equal(ms, 30u * 60 * 1000);
+  assert_int_equal(smrd_duration_ms("90s", &ms), 0);
+  assert_int_equal(ms, 90000);
+  assert_int_equal(smrd_duration_ms("500ms", &ms), 0);
+  assert_int_equal(ms, 500);
+  assert_int_equal(smrd_duration_ms("2d", &ms), 0);
+  assert_int_equal(ms, 2u * 86400 * 1000);
+  assert_int_equal(smrd_duration_ms("15", &ms), 0); /* bare: seconds */
+  assert_int_equal(ms, 15000);
+  assert_int_equal(smrd_duration_ms("", &ms), -1);
+  assert_int_equal(smrd_duration_ms("h", &ms), -1);
+  assert_int_equal(smrd_duration_ms("-5s", &ms), -1);
+  assert_int_equal(smrd_duration_ms("5 s", &ms), -1);
+  assert_int_equal(smrd_duration_ms("5w", &ms), -1);
+  assert_int_equal(smrd_duration_ms("99999999999999999999s", &ms), -1);
+
+  assert_int_equal(load(good), 0);
+  assert_int_equal(cfg.restart_every_ms, 0); /* default: never */
+  assert_int_equal(cfg.corrupt_command, 0);  /* default: refused */
+  assert_int_equal(load_with("[restart]\nevery = 6h\njitter = 30m\n"), 0);
+  assert_int_equal(cfg.restart_every_ms, 6u * 3600 * 1000);
+  assert_int_equal(cfg.restart_jitter_ms, 30u * 60 * 1000);
+  assert_int_equal(load_with("[restart]\nevery = soon\n"), -1);
+  assert_non_null(strstr(err, "[restart] every = soon"));
+  /* Shorter than 10 x suspect_ms (200 ms by default): refused. */
+  assert_int_equal(load_with("[restart]\nevery = 1s\n"), -1);
+  assert_non_null(strstr(err, "[restart] every"));
+  assert_int_equal(load_with("[restart]\nevery = 2s\n"), 0);
+  assert_int_equal(load_with("[test]\ncorrupt_command = yes\n"), 0);
+  assert_int_equal(cfg.corrupt_command, 1);
+}
+
 static void test_missing_file(void **state) {
   (void)state;
   assert_int_equal(smrd_config_load("/nonexistent/smrd.ini", &cfg, err,
@@ -172,6 +210,7 @@ int main(void) {
       cmocka_unit_test(test_tls_rules),
       cmocka_unit_test(test_joiner_needs_addr),
       cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_restart_schedule),
       cmocka_unit_test(test_missing_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
