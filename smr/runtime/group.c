@@ -611,6 +611,13 @@ static void deliver(struct smr *g, const struct smr_event *ev) {
   const uint8_t *d = ev->u.deliver.data;
   size_t len = ev->u.deliver.len;
   int rc;
+  /* A message of a view (not history replayed by a delta, epoch 0) is
+   * delivered only to a member that holds the state: a checkpoint it asks
+   * for is taken here, at its position, even if the transfer completed in
+   * this same batch of outputs (needs_state is refreshed only at its end;
+   * a joiner asked to checkpoint then did so at another position, and the
+   * digests never met). */
+  if (ev->u.deliver.epoch != 0) g->needs_state = 0;
   smr_buf_reset(&g->reply);
   if (len >= 1 && d[0] == ENV_SERVICE) {
     rc = svc->apply(g->cfg.service_ctx, pos, d + 1, len - 1, &g->reply);
@@ -697,6 +704,7 @@ static void drain(struct smr *g) {
       smr_store_restored(g->store, g->applied, g->hash);
       g->unsynced = 1;
       g->checkpoint_due = 1; /* our log lacks the history before it */
+      g->needs_state = 0;
       glog(g, SMR_LOG_INFO, "state received up to position %" PRIu64,
            g->applied);
       break;
@@ -1305,10 +1313,7 @@ void smr_status(struct smr *g, struct smr_status *st) {
   st->state = smr_core_state_name(cs.state);
   st->epoch = cs.view->epoch;
   st->quorum_lost = cs.quorum_lost;
-  if (cs.state == SMR_ST_NORMAL)
-    st->role = cs.rank == 0 ? SMR_ROLE_PRIMARY : SMR_ROLE_BACKUP;
-  else if (cs.state == SMR_ST_WEDGED)
-    st->role = SMR_ROLE_WEDGED;
+  st->role = smr_role(g, NULL); /* none while the state is still coming */
   st->n = cs.view->n;
   st->rank = cs.rank;
   for (uint32_t i = 0; i < cs.view->n && i < 16; i++) {
