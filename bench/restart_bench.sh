@@ -166,13 +166,45 @@ phases() { # since-line-count files
       sed 's/^/  /' || true
   done
 }
+# Per member: local = from the old process stopping to the new one
+# holding its recovered state (checkpoint load and log replay: grows
+# with the state); rejoin = from the new process serving to caught up
+# (smrctl's end: the group-facing part, the delta or the snapshot).
+split() { # name
+  local i
+  for i in 1 2 3; do
+    tail -n +"$(( ${MARK[$i]} + 1 ))" "$WORK/log$i" | sed "s/^/n$i /"
+  done | $PY -c '
+import json, sys, datetime
+r = {m["id"]: m for m in json.load(open(sys.argv[1]))["restarted"]}
+def ts(line):
+    return datetime.datetime.strptime(line.split()[1], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+ev = {}
+for line in sys.stdin:
+    node = line.split()[0]
+    for key, pat in (("asked", "asked to restart"), ("stopped", "stopped; starting"),
+                     ("loaded", "member " + node + " of group"), ("serving", "serving kv")):
+        e = ev.setdefault(node, {})
+        # (the new process\x27s lines: after the old one stopped)
+        if pat in line and key not in e and (key in ("asked", "stopped") or "stopped" in e):
+            e[key] = ts(line)
+for node in sorted(r):
+    e, m = ev.get(node, {}), r[node]
+    if not all(k in e for k in ("asked", "stopped", "loaded", "serving")):
+        continue
+    print("  %s: local %.2f s, rejoin %.2f s" % (node, e["loaded"] - e["stopped"],
+                                                 e["asked"] + m["seconds"] - e["serving"]))
+' "$WORK/$1.json"
+}
 declare -A MARK
 mark() { local i; for i in 1 2 3; do MARK[$i]=$(wc -l <"$WORK/log$i"); done; }
 
 mark
 cycle A
+split A
 phases
 mark
 cycle B --rebuild
+split B
 phases
 echo "RSS after: n1 $(rss_mb 1) MB, n2 $(rss_mb 2) MB, n3 $(rss_mb 3) MB"
