@@ -385,6 +385,7 @@ static int popcount32(uint32_t x) { return __builtin_popcount(x); }
 static void out_reset(struct smr_core *c) {
   for (size_t i = 0; i < c->out_n; i++) blob_unref(c->out[i].b);
   c->out_n = c->out_head = 0;
+  c->capture_pending = 0; /* every VIEW event has been polled */
 }
 
 /* Called at the top of every input: events already polled are released. */
@@ -432,7 +433,8 @@ int smr_core_poll(struct smr_core *c, struct smr_event *ev) {
     return 0;
   }
   struct outev *o = &c->out[c->out_head++];
-  if (o->has_capture) c->capture_pending = 0;
+  if (o->has_capture && o->capture == c->view.start_pos)
+    c->capture_pending = 0; /* (not an earlier view's, queued before) */
   /* Every event before this one has been carried out, none after it: the
    * service state is exactly at the view's boundary. */
   if (o->has_capture && c->snap == NULL && !c->snap_failed &&

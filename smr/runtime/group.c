@@ -89,7 +89,8 @@ struct cookieq {
 #define CTL_LEAVE 3
 #define CTL_RESTART 4 /* [flags][id]: that member restarts */
 #define DIGEST_ROWS 8
-#define CK_JOBS 4 /* checkpoints being written at once, at most */
+#define CK_JOBS 2 /* checkpoints being written at once, at most (each
+                     child may come to hold a copy of the state) */
 
 struct smr;
 /* A checkpoint being written by a child process (store.c). */
@@ -402,6 +403,32 @@ static void take_checkpoint(struct smr *g) {
   report_digest(g, g->applied, d);
 }
 
+/* Whether one member may go away for a restart now: the rest of the view
+ * is still a majority of the configured group, and every other member
+ * holds the state (none is itself coming back from a restart).  0 or a
+ * negative errno with the reason in why. */
+static int restart_allowed(struct smr *g, const char *who, char *why,
+                           size_t n) {
+  struct smr_core_status cs;
+  smr_core_status(g->core, &cs);
+  uint32_t need = (uint32_t)g->cfg.n_members / 2 + 1;
+  if (g->view.n < need + 1) {
+    snprintf(why, n, "the view has %u members; without %s it would have "
+             "fewer than a majority (%u) of the %zu configured", g->view.n,
+             who, need, g->cfg.n_members);
+    return -EBUSY;
+  }
+  for (uint32_t r = 0; r < g->view.n && r < 32; r++)
+    if (strcmp(g->view.m[r].id, who) != 0 &&
+        ((cs.lacks_state | cs.suspects) & (1u << r))) {
+      snprintf(why, n, "%s is %s", g->view.m[r].id,
+               (cs.suspects & (1u << r)) ? "suspected" : "still receiving "
+                                                         "its state");
+      return -EBUSY;
+    }
+  return 0;
+}
+
 /* Starts a restart of this member: it leaves first (the group goes on
  * without it at once instead of after suspect_ms), and the rest happens
  * once it is out (restart_finish). */
@@ -581,9 +608,16 @@ static void control(struct smr *g, uint64_t pos, const char *from,
   } else if (len >= 3 && len <= SMR_ID_MAX + 1 && m[0] == CTL_RESTART) {
     if (len - 2 == strlen(g->self_id) &&
         !memcmp(m + 2, g->self_id, len - 2) && g->replaying == 0) {
-      char why[120];
-      snprintf(why, sizeof(why), "asked to restart (by %s)", from);
-      restart_begin(g, (m[1] & SMR_RESTART_REBUILD) != 0, why);
+      char why[200];
+      /* The named member checks again at the request's position: two
+       * requests ordered one after the other must not take two away. */
+      if (restart_allowed(g, g->self_id, why, sizeof(why)) < 0) {
+        glog(g, SMR_LOG_WARN, "asked to restart (by %s), refused: %s", from,
+             why);
+      } else {
+        snprintf(why, sizeof(why), "asked to restart (by %s)", from);
+        restart_begin(g, (m[1] & SMR_RESTART_REBUILD) != 0, why);
+      }
     }
   } else if (len >= 1 && m[0] == CTL_CHECKPOINT) {
     g->checkpoint_due = 1;
@@ -910,9 +944,10 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
   f->fd = open(g->data_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (f->fd >= 0 && pipe2(p, O_CLOEXEC) == 0) {
     fflush(NULL);
+    pid_t parent = getpid();
     f->pid = fork();
     if (f->pid == 0) {
-      close(p[0]);
+      smr_store_child_init(parent, f->fd, p[1]);
       uint8_t st[8] = {0};
       void *h = NULL;
       int rc = svc->snapshot_open(g->cfg.service_ctx, &h);
@@ -1268,6 +1303,12 @@ int smr_ask_restart(struct smr *g, const char *id, unsigned flags) {
   for (uint32_t i = 0; i < g->view.n; i++)
     if (!strcmp(g->view.m[i].id, id)) in = 1;
   if (!in) return -ENOENT;
+  char why[200];
+  int rc = restart_allowed(g, id, why, sizeof(why));
+  if (rc < 0) {
+    glog(g, SMR_LOG_WARN, "restart of %s refused: %s", id, why);
+    return rc;
+  }
   uint8_t m[SMR_ID_MAX + 1];
   m[0] = CTL_RESTART;
   m[1] = (uint8_t)flags;

@@ -60,8 +60,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -306,6 +308,22 @@ static void drop_entries(struct smr_store *s) {
   s->n_ent_off = 0;
 }
 
+/* Keeps the last `retain` deliveries, and no more than retain_bytes of log
+ * from the oldest of them on -- but never drops one after `covered` (the
+ * checkpoint position): the next compaction, which may run long after its
+ * checkpoint's position when a background checkpoint is collected, must
+ * copy every delivery the checkpoint does not cover, or recovery would
+ * stop at the gap. */
+static void trim_index(struct smr_store *s, uint64_t covered) {
+  if (s->n_dix == s->dix_head) return;
+  uint64_t end = s->dix[s->n_dix - 1].off;
+  while ((s->n_dix - s->dix_head > s->cfg.retain ||
+          (s->n_dix - s->dix_head > 1 && s->cfg.retain_bytes &&
+           end - s->dix[s->dix_head].off > s->cfg.retain_bytes)) &&
+         s->dix[s->dix_head].pos <= covered)
+    s->dix_head++;
+}
+
 static int index_delivered(struct smr_store *s, uint64_t pos, uint64_t off) {
   if (s->n_dix > 0 && pos != s->dix[s->n_dix - 1].pos + 1) {
     s->n_dix = 0; /* a gap (state transfer): older ones serve no delta */
@@ -332,10 +350,7 @@ static int index_delivered(struct smr_store *s, uint64_t pos, uint64_t off) {
   /* Keep only the last `retain`, and no more than retain_bytes of log
    * from the oldest of them on (compaction copies them; with large
    * requests a count alone let the log after a checkpoint reach GBs). */
-  while (s->n_dix - s->dix_head > s->cfg.retain ||
-         (s->n_dix - s->dix_head > 1 && s->cfg.retain_bytes &&
-          off - s->dix[s->dix_head].off > s->cfg.retain_bytes))
-    s->dix_head++;
+  trim_index(s, s->checkpoint_pos);
   return 0;
 }
 
@@ -640,6 +655,17 @@ int smr_store_open(const struct smr_store_config *cfg, struct smr_store **out,
     fail(err, errlen, "data_dir %s is in use by another process", s->dir);
     goto bad;
   }
+  /* Background checkpoints an earlier process did not finish. */
+  DIR *dd = opendir(s->dir);
+  for (struct dirent *de; dd != NULL && (de = readdir(dd)) != NULL;) {
+    size_t nl = strlen(de->d_name);
+    if (!strncmp(de->d_name, "checkpoint.", 11) && nl > 15 &&
+        !strcmp(de->d_name + nl - 4, ".tmp")) {
+      path(s, file, sizeof(file), de->d_name);
+      unlink(file);
+    }
+  }
+  if (dd != NULL) closedir(dd);
   uint64_t inc;
   if ((rc = read_incarnation(s, &inc)) < 0) {
     fail(err, errlen, "%s/incarnation: %s", s->dir, strerror(-rc));
@@ -996,6 +1022,27 @@ int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash) {
  * buffered stdio, no loop).  The parent renames the file and compacts the
  * log (smr_store_checkpoint_finish): only it ever changes the directory's
  * durable state, and in order of position. */
+/* First thing in a child that writes a checkpoint or a snapshot: it dies
+ * with its parent, takes the default action on SIGTERM/SIGINT (the
+ * parent's libev handlers would swallow them), and keeps only the
+ * descriptors it writes to.  Inherited ones would keep the parent's
+ * listening ports, its data directory lock and the TCP-R keeper's end of
+ * their socket pair (whose closing tells the keeper to fence) alive after
+ * a crash of the parent. */
+void smr_store_child_init(pid_t parent, int keep1, int keep2) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(1); /* the parent is already gone */
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  int hi = keep1 > keep2 ? keep1 : keep2, lo = keep1 < keep2 ? keep1 : keep2;
+  if (lo > 3) close_range(3, (unsigned)lo - 1, 0);
+  if (hi > lo + 1) close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+  close_range((unsigned)hi + 1, ~0u, 0);
+}
+
 static void ck_tmp_path(const struct smr_store *s, uint64_t pos, char *out,
                         size_t n) {
   snprintf(out, n, "%s/checkpoint.%" PRIu64 ".tmp", s->dir, pos);
@@ -1010,6 +1057,7 @@ int smr_store_checkpoint_fork(struct smr_store *s, uint64_t pos,
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return -errno;
   fflush(NULL); /* nothing buffered is written twice */
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     rc = -errno;
@@ -1018,7 +1066,7 @@ int smr_store_checkpoint_fork(struct smr_store *s, uint64_t pos,
     return rc;
   }
   if (pid == 0) {
-    close(p[0]);
+    smr_store_child_init(parent, p[1], p[1]);
     uint8_t msg[4 + SMR_DIGEST_LEN];
     memset(msg, 0, sizeof(msg));
     char tmp[4300];
@@ -1105,6 +1153,7 @@ void smr_store_checkpoint_abort(struct smr_store *s,
 static int compact(struct smr_store *s, uint64_t pos) {
   int rc = smr_store_sync(s);
   if (rc < 0) return rc;
+  trim_index(s, pos); /* what the new checkpoint covers may go now */
   struct obuf lg = {0};
   struct smr_wire_msg m;
   if (s->has_view) {

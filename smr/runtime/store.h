@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core.h"
 #include "smr/service.h"
@@ -78,6 +79,10 @@ struct smr_store_ckjob {
   int pid, fd;
   uint64_t pos;
 };
+/* For a child forked to write state (checkpoint, snapshot): dies with
+ * `parent`, default SIGTERM/SIGINT, every descriptor closed but keep1 and
+ * keep2 (0-2 stay too). */
+void smr_store_child_init(pid_t parent, int keep1, int keep2);
 int smr_store_checkpoint_fork(struct smr_store *s, uint64_t pos,
                               uint64_t hash, int digest,
                               struct smr_store_ckjob *job);

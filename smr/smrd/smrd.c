@@ -744,8 +744,12 @@ static json_t *on_admin(void *ctx, const char *cmd, json_t *req, char *err,
     if ((rc = smr_ask_restart(d->group, who,
                               rebuild ? SMR_RESTART_REBUILD : 0)) < 0) {
       snprintf(err, errlen, "restart %s: %s", who,
-               rc == -ENOENT ? "not a member of the current view"
-                             : strerror(-rc));
+               rc == -ENOENT   ? "not a member of the current view"
+               : rc == -EBUSY ? "not now: one more member away would leave "
+                                "less than a majority, or another member "
+                                "is suspected or still receiving its state "
+                                "(see the log)"
+                              : strerror(-rc));
       return NULL;
     }
     dlog(SMR_LOG_INFO, "restart of %s%s requested by the operator", who,

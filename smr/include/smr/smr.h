@@ -201,7 +201,11 @@ int smr_ask_leave(struct smr *g, const char *id);
  * checkpoints and hands over to its program (on_restart), which comes
  * back as a new incarnation with the delta.  flags: SMR_RESTART_REBUILD
  * discards its state instead (it receives all of it again).
- * -ENOENT: not in the view; -EINVAL: a bad id. */
+ * -ENOENT: not in the view; -EINVAL: a bad id; -EBUSY: not now (without
+ * it the view would fall below a majority of the configured members, or
+ * another member is suspected or still receiving its state; logged).  The
+ * named member checks the same again at the request's position and
+ * refuses (logged) if it no longer holds. */
 #define SMR_RESTART_REBUILD 1u
 int smr_ask_restart(struct smr *g, const char *id, unsigned flags);
 
