@@ -163,6 +163,8 @@ struct smr {
   uint8_t digest[SMR_DIGEST_LEN];
   uint64_t digest_pos;
   int digest_unsent;
+  int ck_deferred; /* a checkpoint waits for a free child slot */
+  int history; /* delivering history replayed by a delta (epoch 0) */
   struct ck_job ck[CK_JOBS];
   int replaying;          /* recovery is replaying the log */
   /* Copies of the configuration's strings. */
@@ -371,10 +373,17 @@ static void take_checkpoint(struct smr *g) {
   for (int i = 0; i < CK_JOBS && j == NULL; i++)
     if (!g->ck[i].used) j = &g->ck[i];
   if (j == NULL) {
-    glog(g, SMR_LOG_WARN, "checkpoint at %" PRIu64 " skipped: %d are still "
-         "being written", g->applied, CK_JOBS);
+    /* Taken later, at the first position after a child is done: a
+     * checkpoint after a state transfer must not be lost (the log lacks
+     * the history before it). */
+    if (!g->ck_deferred)
+      glog(g, SMR_LOG_WARN, "checkpoint at %" PRIu64 " deferred: %d are "
+           "still being written", g->applied, CK_JOBS);
+    g->ck_deferred = 1;
+    g->checkpoint_due = 1;
     return;
   }
+  g->ck_deferred = 0;
   uint64_t t0 = now_ms();
   int rc = smr_store_checkpoint_fork(g->store, g->applied, g->hash, 1,
                                      &j->job);
@@ -601,13 +610,17 @@ static void control(struct smr *g, uint64_t pos, const char *from,
   if (len >= 2 && len <= SMR_ID_MAX && m[0] == CTL_LEAVE) {
     /* Asked through the group to leave: the named member goes. */
     if (len - 1 == strlen(g->self_id) &&
-        !memcmp(m + 1, g->self_id, len - 1) && g->replaying == 0) {
+        !memcmp(m + 1, g->self_id, len - 1) && g->replaying == 0 &&
+        !g->history) {
       glog(g, SMR_LOG_INFO, "asked to leave the group (by %s)", from);
       g->leave_due = 1;
     }
   } else if (len >= 3 && len <= SMR_ID_MAX + 1 && m[0] == CTL_RESTART) {
     if (len - 2 == strlen(g->self_id) &&
-        !memcmp(m + 2, g->self_id, len - 2) && g->replaying == 0) {
+        !memcmp(m + 2, g->self_id, len - 2) && g->replaying == 0 &&
+        !g->history) {
+      /* (Not history a delta replays: a member rebuilt from nothing would
+       * act again on the request that rebuilt its predecessor.) */
       char why[200];
       /* The named member checks again at the request's position: two
        * requests ordered one after the other must not take two away. */
@@ -652,6 +665,7 @@ static void deliver(struct smr *g, const struct smr_event *ev) {
    * a joiner asked to checkpoint then did so at another position, and the
    * digests never met). */
   if (ev->u.deliver.epoch != 0) g->needs_state = 0;
+  g->history = ev->u.deliver.epoch == 0;
   smr_buf_reset(&g->reply);
   if (len >= 1 && d[0] == ENV_SERVICE) {
     rc = svc->apply(g->cfg.service_ctx, pos, d + 1, len - 1, &g->reply);

@@ -239,6 +239,21 @@ print(" ".join("%s=%d" % (k.decode() if k else None, n) for k, n in seen.items()
   fi
   READER_PID=
   digests_agree && pass "digests agree after the rebuild" || fail "digests after the rebuild: $(ctl 1 digest 2>&1)"
+  # An operator's rebuild: the member comes back from nothing once, and
+  # the request, replayed to it as history, does not rebuild it again.
+  if ctl "$p" restart "n$b" --rebuild --timeout 60 >"$WORK/rebuild.out" 2>&1; then
+    i1=$(json "$b" '[m["incarnation"] for m in d["members"] if m["id"] == "n'"$b"'"][0]')
+    ctl "$p" checkpoint >/dev/null
+    digests_agree >/dev/null
+    i2=$(json "$b" '[m["incarnation"] for m in d["members"] if m["id"] == "n'"$b"'"][0]')
+    if [[ $i1 == "$i2" ]]; then
+      pass "smrctl restart n$b --rebuild: $(tail -1 "$WORK/rebuild.out" | cut -c1-100); rebuilt once"
+    else
+      fail "n$b rebuilt again after smrctl restart --rebuild ($i1 -> $i2)"
+    fi
+  else
+    fail "smrctl restart n$b --rebuild: $(tail -2 "$WORK/rebuild.out")"
+  fi
 fi
 
 # ---- 3. rejuvenation schedule --------------------------------------------------
