@@ -1841,6 +1841,18 @@ static void member_repair(struct smr_core *c) {
  * xfer_window frames are unacknowledged. */
 static void xfer_decide(struct smr_core *c, struct xfer *x);
 
+/* The boundary's image could not be made (or read): the receivers of this
+ * view would wait for it in vain, so the view is changed, which sets a
+ * new boundary and captures it again.  Not sooner than 2 suspect_ms after
+ * the install, so that a source that always fails cannot keep the group
+ * changing views back to back. */
+static void snap_lost(struct smr_core *c) {
+  if (c->st != SMR_ST_NORMAL) return;
+  if (c->now < c->installed_at + 2ull * c->suspect_ms)
+    return; /* the receiver asks again (request_state) and we come back */
+  wedge(c);
+}
+
 /* A transfer is requested at the install of a view, while the deliveries
  * up to its boundary are still output events the program has not carried
  * out: its log does not hold them yet, and a delta checked now would fail
@@ -1869,21 +1881,40 @@ static void xfer_decide(struct smr_core *c, struct xfer *x) {
   if (has_state && pos <= B && c->src != NULL && c->src->log_read != NULL) {
     uint64_t hsh = hash;
     int ok = 1;
-    for (uint64_t p = pos + 1; p <= B && ok; p++) {
-      struct smr_log_entry le;
-      if (c->src->log_read(c->src->ctx, p, &le) < 0 || le.pos != p)
-        ok = 0;
-      else
-        hsh = smr_chain_hash(hsh, p, le.data, le.len);
+    struct smr_log_entry first, last;
+    if (pos == B) {
+      /* nothing to send: only the hash must match */
+    } else if (c->src->log_read(c->src->ctx, B, &last) == 0 && last.pos == B &&
+               last.hash != 0 &&
+               c->src->log_read(c->src->ctx, pos + 1, &first) == 0 &&
+               first.pos == pos + 1 && first.hash != 0) {
+      /* The source's run holds pos+1..B and chains (see smr_log_entry):
+       * the receiver's hash must lead to our first entry's, and our last
+       * entry's must be the boundary's. */
+      hsh = smr_chain_hash(hash, pos + 1, first.data, first.len) ==
+                    first.hash
+                ? last.hash
+                : ~c->view.start_hash;
+    } else {
+      for (uint64_t p = pos + 1; p <= B && ok; p++) {
+        struct smr_log_entry le;
+        if (c->src->log_read(c->src->ctx, p, &le) < 0 || le.pos != p)
+          ok = 0;
+        else
+          hsh = smr_chain_hash(hsh, p, le.data, le.len);
+      }
     }
     if (ok && hsh == c->view.start_hash) {
       x->delta = 1;
       x->next = x->acked = pos + 1;
     }
   }
-  if (!x->delta && (c->snap_failed || c->src == NULL ||
-                    c->src->snap_read == NULL))
+  if (!x->delta && (c->src == NULL || c->src->snap_read == NULL))
     return; /* nothing we can send */
+  if (!x->delta && c->snap_failed) {
+    snap_lost(c);
+    return;
+  }
   x->active = 1;
 }
 
@@ -1938,6 +1969,8 @@ static void xfer_pump(struct smr_core *c) {
         if (n == -EAGAIN) break; /* being made: the next pump goes on */
         if (n < 0) {
           x->active = 0;
+          c->snap_failed = 1;
+          snap_lost(c);
           break;
         }
         if (n > 0) {
@@ -2810,6 +2843,9 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st) {
   st->pending = (uint32_t)c->pend.n;
   st->suspects = c->suspects;
   st->leaving = c->leaving;
+  for (uint32_t r = 0; r < c->view.n && r < 32; r++)
+    if (r == c->rank ? c->leaving : c->peers[r].leaving)
+      st->leaving_mask |= 1u << r;
   st->refused = c->refused;
   for (uint32_t r = 0; r < c->view.n && r < 32; r++) {
     int lacks = r == c->rank ? !c->caught_up

@@ -42,6 +42,12 @@ struct smr_log_entry {
   uint64_t pos;
   const uint8_t *data;
   uint32_t len;
+  /* The chain hash after this message, or 0 if the source does not know
+   * it.  A source that fills it promises that its retained messages are
+   * one run: if positions a < b can both be read, so can every one
+   * between, and their hashes chain.  A donor then checks a delta with
+   * two reads instead of reading and hashing the whole run. */
+  uint64_t hash;
 };
 
 /* Where a donor gets the bytes of a state transfer.  Called from inside
@@ -214,6 +220,8 @@ struct smr_core_status {
   uint32_t pending;                 /* local submissions not delivered */
   uint32_t suspects;                /* bitmap by rank */
   int leaving;                      /* asked to leave, not yet out */
+  uint32_t leaving_mask;            /* bitmap by rank: members known to be
+                                       leaving (ourselves included) */
   uint64_t refused;                 /* well-formed frames that made no sense */
   uint32_t lacks_state;             /* bitmap by rank: members of the view
                                        not yet known to hold the state

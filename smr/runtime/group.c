@@ -88,9 +88,12 @@ struct cookieq {
 #define CTL_DIGEST 2
 #define CTL_LEAVE 3
 #define CTL_RESTART 4 /* [flags][id]: that member restarts */
+#define CTL_RESTART_CANCEL 5 /* [id]\0[reason]: it could not after all */
 #define DIGEST_ROWS 8
 #define CK_JOBS 2 /* checkpoints being written at once, at most (each
                      child may come to hold a copy of the state) */
+#define SNAP_DEADLINE_S 300.0 /* a snapshot child still writing after this
+                                 is taken for hung and killed */
 
 struct smr;
 /* A checkpoint being written by a child process (store.c). */
@@ -146,6 +149,24 @@ struct smr {
   int restart_due, restart_rebuild, restart_handed, restart_excluded;
   int restart_state_ok; /* we had the state when the restart began */
   uint64_t divergences_seen, diverged;
+  /* Restarts the total order accepted, of members not yet out of the
+   * view: every member that saw the requests holds the same table, and a
+   * request is refused at its position if the ones under way would leave
+   * too few (two requests in a row must not take two members away). */
+  struct {
+    char id[SMR_ID_MAX];
+    uint64_t inc;
+  } going[SMR_MAX_MEMBERS];
+  uint32_t n_going;
+  uint64_t restarts_refused;
+  char last_refusal[256];
+  char cancel_why[160]; /* our refusal, still to be multicast */
+  int cancel_unsent;
+  /* Our state diverged: the rebuild is asked for through the total order
+   * like any restart (so it too waits for the others under way), and
+   * asked again later if it is refused. */
+  int rebuild_wanted, rebuild_asked;
+  uint64_t rebuild_next;
   uint64_t diverged_checked; /* the last digest position compared */
   /* Our own divergence found at diverge_pos: we leave once our report of
    * that position has been delivered, so that the others see it too. */
@@ -278,8 +299,35 @@ static void count_restarts(struct smr *g) {
   }
 }
 
+/* The restarts under way, in the going table. */
+static int going_find(const struct smr *g, const char *id) {
+  for (uint32_t i = 0; i < g->n_going; i++)
+    if (!strcmp(g->going[i].id, id)) return (int)i;
+  return -1;
+}
+
+static void going_remove(struct smr *g, uint32_t i) {
+  if (!ALWAYS(i < g->n_going)) return;
+  g->going[i] = g->going[--g->n_going];
+}
+
+/* A new view: a member restarting is done with it once it is out of the
+ * view, or back in it as another process. */
+static void going_prune(struct smr *g) {
+  for (uint32_t i = 0; i < g->n_going;) {
+    int still = 0;
+    for (uint32_t k = 0; k < g->view.n; k++)
+      if (!strcmp(g->view.m[k].id, g->going[i].id) &&
+          g->view.m[k].incarnation == g->going[i].inc)
+        still = 1;
+    if (still) i++;
+    else going_remove(g, i);
+  }
+}
+
 static void on_view_event(struct smr *g, const struct smr_event *ev) {
   g->view = *ev->u.view.view;
+  going_prune(g);
   count_restarts(g);
   g->rank = ev->u.view.rank;
   g->needs_state = ev->u.view.needs_state;
@@ -313,8 +361,10 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
  * (the copies are compared position by position). */
 static void report_digest(struct smr *g, uint64_t pos,
                           const uint8_t d[SMR_DIGEST_LEN]) {
-  if (d != g->digest) memcpy(g->digest, d, SMR_DIGEST_LEN);
-  g->digest_pos = pos;
+  if (pos >= g->digest_pos) { /* (a checkpoint collected late may be older) */
+    if (d != g->digest) memcpy(g->digest, d, SMR_DIGEST_LEN);
+    g->digest_pos = pos;
+  }
   uint8_t m[1 + 8 + SMR_ID_MAX - 1 + SMR_DIGEST_LEN];
   memset(m, 0, sizeof(m));
   m[0] = CTL_DIGEST;
@@ -336,7 +386,12 @@ static void ck_collect(struct smr *g, struct ck_job *j) {
   j->used = 0;
   uint8_t d[SMR_DIGEST_LEN];
   int rc = smr_store_checkpoint_finish(g->store, &j->job, d);
-  if (rc == -ESTALE) return; /* a later one was installed first */
+  if (rc == -ESTALE) {
+    /* A later one was installed first: this one is not kept, but its
+     * digest still goes to the comparison at its position. */
+    report_digest(g, j->job.pos, d);
+    return;
+  }
   if (rc < 0) {
     glog(g, SMR_LOG_ERROR, "checkpoint at %" PRIu64 " failed: %s",
          j->job.pos, strerror(-rc));
@@ -412,19 +467,35 @@ static void take_checkpoint(struct smr *g) {
   report_digest(g, g->applied, d);
 }
 
-/* Whether one member may go away for a restart now: the rest of the view
- * is still a majority of the configured group, and every other member
- * holds the state (none is itself coming back from a restart).  0 or a
- * negative errno with the reason in why. */
+/* Members of the view other than `who` that are on their way out: their
+ * restart was accepted in the total order, or they said they are leaving. */
+static uint32_t away_except(struct smr *g, const char *who,
+                            const struct smr_core_status *cs) {
+  uint32_t n = 0;
+  for (uint32_t r = 0; r < g->view.n && r < 32; r++)
+    if (strcmp(g->view.m[r].id, who) != 0 &&
+        (going_find(g, g->view.m[r].id) >= 0 ||
+         (cs->leaving_mask & (1u << r))))
+      n++;
+  return n;
+}
+
+/* Whether one member may go away for a restart now: the rest of the view,
+ * without the members already on their way out, is still a majority of
+ * the configured group, and every other member holds the state and is not
+ * suspected.  0 or a negative errno with the reason in why. */
 static int restart_allowed(struct smr *g, const char *who, char *why,
                            size_t n) {
   struct smr_core_status cs;
   smr_core_status(g->core, &cs);
   uint32_t need = (uint32_t)g->cfg.n_members / 2 + 1;
-  if (g->view.n < need + 1) {
-    snprintf(why, n, "the view has %u members; without %s it would have "
-             "fewer than a majority (%u) of the %zu configured", g->view.n,
-             who, need, g->cfg.n_members);
+  uint32_t away = away_except(g, who, &cs);
+  if (g->view.n < need + 1 + away) {
+    snprintf(why, n, "the view has %u members%s%.0u%s; without %s it would "
+             "have fewer than a majority (%u) of the %zu configured",
+             g->view.n, away ? ", " : "", away,
+             away ? " of them on their way out" : "", who, need,
+             g->cfg.n_members);
     return -EBUSY;
   }
   for (uint32_t r = 0; r < g->view.n && r < 32; r++)
@@ -438,19 +509,42 @@ static int restart_allowed(struct smr *g, const char *who, char *why,
   return 0;
 }
 
+/* A refused restart, counted and kept for status (every member sees the
+ * same refusals: the ones at a request's position are decided from the
+ * view and the going table alone, the named member's own ones arrive as
+ * CTL_RESTART_CANCEL). */
+static void note_refusal(struct smr *g, const char *id, uint64_t pos,
+                         const char *why) {
+  g->restarts_refused++;
+  snprintf(g->last_refusal, sizeof(g->last_refusal), "restart of %s at "
+           "position %" PRIu64 " refused: %s", id, pos, why);
+}
+
+/* Tells the group that the restart it accepted for us will not happen. */
+static void send_cancel(struct smr *g) {
+  uint8_t m[1 + SMR_ID_MAX + sizeof(g->cancel_why)];
+  size_t il = strlen(g->self_id), wl = strlen(g->cancel_why);
+  m[0] = CTL_RESTART_CANCEL;
+  memcpy(m + 1, g->self_id, il + 1);
+  memcpy(m + 2 + il, g->cancel_why, wl);
+  g->cancel_unsent =
+      multicast(g, ENV_CONTROL, m, 2 + il + wl, &g->control_cookie) < 0;
+}
+
 /* Starts a restart of this member: it leaves first (the group goes on
  * without it at once instead of after suspect_ms), and the rest happens
  * once it is out (restart_finish). */
-static void restart_begin(struct smr *g, int rebuild, const char *why) {
+static int restart_begin(struct smr *g, int rebuild, const char *why) {
   if (g->restart_due) {
     g->restart_rebuild |= rebuild;
-    return;
+    return 0;
   }
   if (g->cfg.on_restart == NULL) {
     glog(g, SMR_LOG_WARN, "%s, but this program cannot restart: %s", why,
          rebuild ? "leaving the group" : "ignored");
-    if (rebuild) g->leave_due = 1;
-    return;
+    if (!rebuild) return -ENOTSUP;
+    g->leave_due = 1;
+    return 0;
   }
   glog(g, SMR_LOG_INFO, "%s: leaving the group, then restarting %s", why,
        rebuild ? "with the state discarded (it is rebuilt from the group)"
@@ -459,6 +553,94 @@ static void restart_begin(struct smr *g, int rebuild, const char *why) {
   g->restart_rebuild = rebuild;
   g->restart_state_ok = !g->needs_state;
   g->leave_due = 1;
+  return 0;
+}
+
+/* Our state diverged: rebuild it from the group, through a restart
+ * request of our own in the total order (try_rebuild). */
+static void want_rebuild(struct smr *g) {
+  if (g->restart_due) { /* already on the way out: discard, not keep */
+    g->restart_rebuild = 1;
+    return;
+  }
+  if (g->cfg.on_restart == NULL) { /* cannot restart: at least leave */
+    restart_begin(g, 1, "our state diverged");
+    return;
+  }
+  if (!g->rebuild_wanted)
+    glog(g, SMR_LOG_INFO, "our state diverged: asking the group to let us "
+         "rebuild it");
+  g->rebuild_wanted = 1;
+}
+
+static void try_rebuild(struct smr *g) {
+  if (!g->rebuild_wanted || g->rebuild_asked || g->restart_due) return;
+  uint64_t now = now_ms();
+  if (now < g->rebuild_next) return;
+  g->rebuild_next = now + 1000;
+  char why[200];
+  if (restart_allowed(g, g->self_id, why, sizeof(why)) < 0) return;
+  uint8_t m[SMR_ID_MAX + 1];
+  size_t n = strlen(g->self_id);
+  m[0] = CTL_RESTART;
+  m[1] = SMR_RESTART_REBUILD;
+  memcpy(m + 2, g->self_id, n);
+  if (multicast(g, ENV_CONTROL, m, n + 2, &g->control_cookie) == 0)
+    g->rebuild_asked = 1;
+}
+
+/* CTL_RESTART at position pos, seen by every member. */
+static void restart_requested(struct smr *g, uint64_t pos, const char *from,
+                              const char *id, unsigned flags) {
+  int self = !strcmp(id, g->self_id);
+  if (self) g->rebuild_asked = 0;
+  uint32_t r = UINT32_MAX;
+  for (uint32_t k = 0; k < g->view.n; k++)
+    if (!strcmp(g->view.m[k].id, id)) r = k;
+  if (r == UINT32_MAX) return; /* out of the view already */
+  if (going_find(g, id) >= 0) {
+    if (self)
+      glog(g, SMR_LOG_INFO, "asked to restart again (by %s): already under "
+           "way", from);
+    return;
+  }
+  /* Decided here from the view and the table alone, the same on every
+   * member: the others under way count as gone. */
+  char why[200];
+  uint32_t need = (uint32_t)g->cfg.n_members / 2 + 1, away = g->n_going;
+  if (g->view.n < need + 1 + away) {
+    snprintf(why, sizeof(why), "%u of the view's %u members are restarting "
+             "already; one more would leave fewer than a majority (%u) of "
+             "the %zu configured", away, g->view.n, need, g->cfg.n_members);
+    note_refusal(g, id, pos, why);
+    if (self)
+      glog(g, SMR_LOG_WARN, "asked to restart (by %s), refused: %s", from,
+           why);
+    return;
+  }
+  smr_assert(g->n_going < SMR_MAX_MEMBERS);
+  memcpy(g->going[g->n_going].id, g->view.m[r].id, SMR_ID_MAX);
+  g->going[g->n_going].inc = g->view.m[r].incarnation;
+  g->n_going++;
+  if (!self) return;
+  /* The named member looks at what only it can see (suspicions, members
+   * still receiving their state) and may refuse after all; it says so
+   * through the group, which drops it from the table. */
+  int rebuild = (flags & SMR_RESTART_REBUILD) != 0 || g->rebuild_wanted;
+  char what[200];
+  snprintf(what, sizeof(what), "asked to restart (by %s)",
+           strcmp(from, g->self_id) ? from : "ourselves");
+  if (restart_allowed(g, g->self_id, why, sizeof(why)) == 0 &&
+      restart_begin(g, rebuild, what) == 0) {
+    g->rebuild_wanted = 0;
+    return;
+  }
+  if (g->cfg.on_restart == NULL)
+    snprintf(why, sizeof(why), "this program cannot restart");
+  glog(g, SMR_LOG_WARN, "%s, refused: %s", what, why);
+  snprintf(g->cancel_why, sizeof(g->cancel_why), "%.*s",
+           (int)sizeof(g->cancel_why) - 1, why);
+  send_cancel(g);
 }
 
 /* Out of the group (or it could not leave): the checkpoint of where it
@@ -467,6 +649,11 @@ static void restart_finish(struct smr *g) {
   g->restart_handed = 1;
   int rc;
   uint64_t t0 = now_ms();
+  /* The checkpoints still being written are collected first: the
+   * comparison of their digests may find our state diverged, and then it
+   * is discarded, not checkpointed. */
+  if (!g->restart_rebuild && g->restart_state_ok && g->applied > 0)
+    ck_wait_all(g);
   if (g->restart_rebuild) {
     for (int i = 0; i < CK_JOBS; i++)
       if (g->ck[i].used) {
@@ -482,7 +669,6 @@ static void restart_finish(struct smr *g) {
   } else if (g->restart_state_ok && g->applied > 0) {
     /* (Not g->needs_state: having left, the core no longer claims the
      * state, but the service still holds it at g->applied.) */
-    ck_wait_all(g);
     g->unsynced = 1;
     sync_store(g);
     /* A recent checkpoint and a short log after it: the next process
@@ -558,8 +744,7 @@ static void check_divergence(struct smr *g, const struct digest_row *row) {
            " differs from the majority's (%u of %u)", row->pos, best_n,
            row->n);
       g->diverge_pos = row->pos;
-      if (g->own_digest_delivered >= row->pos)
-        restart_begin(g, 1, "our state diverged");
+      if (g->own_digest_delivered >= row->pos) want_rebuild(g);
       /* else: once our report is delivered (control()) */
     } else {
       g->divergences_seen++;
@@ -606,7 +791,7 @@ static void record_digest(struct smr *g, uint64_t pos, const char *id,
 /* A control message, at position pos, from member `from`. */
 static void control(struct smr *g, uint64_t pos, const char *from,
                     const uint8_t *m, size_t len) {
-  (void)pos; /* a checkpoint it asks for is taken at this very position */
+  /* (A checkpoint it asks for is taken at this very position.) */
   if (len >= 2 && len <= SMR_ID_MAX && m[0] == CTL_LEAVE) {
     /* Asked through the group to leave: the named member goes. */
     if (len - 1 == strlen(g->self_id) &&
@@ -616,22 +801,28 @@ static void control(struct smr *g, uint64_t pos, const char *from,
       g->leave_due = 1;
     }
   } else if (len >= 3 && len <= SMR_ID_MAX + 1 && m[0] == CTL_RESTART) {
-    if (len - 2 == strlen(g->self_id) &&
-        !memcmp(m + 2, g->self_id, len - 2) && g->replaying == 0 &&
-        !g->history) {
-      /* (Not history a delta replays: a member rebuilt from nothing would
-       * act again on the request that rebuilt its predecessor.) */
-      char why[200];
-      /* The named member checks again at the request's position: two
-       * requests ordered one after the other must not take two away. */
-      if (restart_allowed(g, g->self_id, why, sizeof(why)) < 0) {
-        glog(g, SMR_LOG_WARN, "asked to restart (by %s), refused: %s", from,
-             why);
-      } else {
-        snprintf(why, sizeof(why), "asked to restart (by %s)", from);
-        restart_begin(g, (m[1] & SMR_RESTART_REBUILD) != 0, why);
-      }
-    }
+    /* (Not history a delta replays: a member rebuilt from nothing would
+     * act again on the request that rebuilt its predecessor.) */
+    if (g->replaying || g->history) return;
+    char id[SMR_ID_MAX];
+    memcpy(id, m + 2, len - 2);
+    id[len - 2] = 0;
+    if (strlen(id) != len - 2) return; /* not an id */
+    restart_requested(g, pos, from, id, m[1]);
+  } else if (len >= 3 && m[0] == CTL_RESTART_CANCEL) {
+    if (g->replaying || g->history) return;
+    const uint8_t *nul = memchr(m + 1, 0, len - 1 < SMR_ID_MAX ? len - 1
+                                                                : SMR_ID_MAX);
+    if (nul == NULL || nul == m + 1) return;
+    char id[SMR_ID_MAX], why[160];
+    memcpy(id, m + 1, (size_t)(nul - m));
+    size_t wl = len - (size_t)(nul + 1 - m);
+    if (wl >= sizeof(why)) wl = sizeof(why) - 1;
+    memcpy(why, nul + 1, wl);
+    why[wl] = 0;
+    int i = going_find(g, id);
+    if (i >= 0) going_remove(g, (uint32_t)i);
+    note_refusal(g, id, pos, why);
   } else if (len >= 1 && m[0] == CTL_CHECKPOINT) {
     g->checkpoint_due = 1;
   } else if (len == 1 + 8 + (SMR_ID_MAX - 1) + SMR_DIGEST_LEN &&
@@ -646,8 +837,7 @@ static void control(struct smr *g, uint64_t pos, const char *from,
       if (at > g->own_digest_delivered) g->own_digest_delivered = at;
       /* The others have our report now: a divergence of ours found
        * before it got here can be acted on. */
-      if (g->diverge_pos != 0 && at >= g->diverge_pos)
-        restart_begin(g, 1, "our state diverged");
+      if (g->diverge_pos != 0 && at >= g->diverge_pos) want_rebuild(g);
     }
   }
 }
@@ -677,7 +867,7 @@ static void deliver(struct smr *g, const struct smr_event *ev) {
   } else {
     glog(g, SMR_LOG_WARN, "message at %" PRIu64 " has no envelope", pos);
   }
-  rc = smr_store_delivered(g->store, pos, d, len);
+  rc = smr_store_delivered(g->store, pos, ev->u.deliver.hash, d, len);
   if (rc < 0) glog(g, SMR_LOG_ERROR, "log: %s", strerror(-rc));
   g->applied = pos;
   g->hash = ev->u.deliver.hash;
@@ -702,6 +892,10 @@ static void drain(struct smr *g) {
   const struct smr_service_ops *svc = g->cfg.service;
   struct smr_event ev;
   int rc;
+  /* Handed over to the program for a restart: we are out of the group,
+   * and nothing more is carried out (the state is what was checkpointed
+   * or discarded). */
+  if (g->restart_handed) return;
   while (smr_core_poll(g->core, &ev)) {
     switch (ev.type) {
     case SMR_EV_SEND:
@@ -815,6 +1009,11 @@ static void drain(struct smr *g) {
     smr_core_status(g->core, &cs);
     if (cs.state == SMR_ST_NORMAL) report_digest(g, g->digest_pos, g->digest);
   }
+  if (g->cancel_unsent) send_cancel(g);
+  if (g->rebuild_wanted && !g->needs_state) {
+    smr_core_status(g->core, &cs);
+    if (cs.state == SMR_ST_NORMAL) try_rebuild(g);
+  }
   /* The next timer. */
   uint64_t d = smr_core_next_deadline(g->core), now = now_ms();
   double after = d == UINT64_MAX ? 3600.0
@@ -921,6 +1120,8 @@ struct fsnap {
   int fd, pipe, pid;
   int done, failed;
   ev_io w;
+  ev_timer deadline; /* a child that hangs is killed: the view changes and
+                        the next boundary is captured anew (core.c) */
   void *mem; /* fallback: the service's snapshot handle */
 };
 
@@ -928,6 +1129,7 @@ static void on_fsnap_done(struct ev_loop *loop, ev_io *w, int revents) {
   (void)revents;
   struct fsnap *f = w->data;
   ev_io_stop(loop, w);
+  ev_timer_stop(loop, &f->deadline);
   uint8_t st[8];
   ssize_t n;
   do {
@@ -944,6 +1146,17 @@ static void on_fsnap_done(struct ev_loop *loop, ev_io *w, int revents) {
     glog(f->g, SMR_LOG_ERROR, "the snapshot for a state transfer could not "
          "be written (%s)", n == (ssize_t)sizeof(st) ? strerror(st[1])
                                                      : "its process died");
+}
+
+static void on_fsnap_deadline(struct ev_loop *loop, ev_timer *w,
+                              int revents) {
+  (void)loop;
+  (void)revents;
+  struct fsnap *f = w->data;
+  glog(f->g, SMR_LOG_ERROR, "the snapshot for a state transfer is still "
+       "being written after %.0f s: its process %d is killed", SNAP_DEADLINE_S,
+       f->pid);
+  if (f->pid > 0) kill(f->pid, SIGKILL); /* its pipe closes: on_fsnap_done */
 }
 
 static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
@@ -992,6 +1205,9 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
     ev_io_init(&f->w, on_fsnap_done, f->pipe, EV_READ);
     f->w.data = f;
     ev_io_start(g->loop, &f->w);
+    ev_timer_init(&f->deadline, on_fsnap_deadline, SNAP_DEADLINE_S, 0.);
+    f->deadline.data = f;
+    ev_timer_start(g->loop, &f->deadline);
     *snap = f;
     return 0;
   }
@@ -1034,6 +1250,7 @@ static void src_snap_close(void *ctx, void *snap) {
                                                      f->mem);
   if (f->pid > 0) {
     ev_io_stop(g->loop, &f->w);
+    ev_timer_stop(g->loop, &f->deadline);
     kill(f->pid, SIGKILL);
     while (waitpid(f->pid, NULL, 0) < 0 && errno == EINTR) {
     }
@@ -1376,6 +1593,9 @@ void smr_status(struct smr *g, struct smr_status *st) {
     st->addrs[i] = cs.view->m[i].addr;
     if (cs.suspects & (1u << i))
       st->member_state[i] = 2;
+    else if ((cs.leaving_mask & (1u << i)) ||
+             going_find(g, cs.view->m[i].id) >= 0)
+      st->member_state[i] = 3;
     else if (cs.lacks_state & (1u << i)) /* not the view's flag: that one
                                            stays set after the transfer */
       st->member_state[i] = 1;
@@ -1394,6 +1614,8 @@ void smr_status(struct smr *g, struct smr_status *st) {
   st->restarts_seen = g->restarts_seen;
   st->stable_lag = cs.received > cs.stable ? cs.received - cs.stable : 0;
   st->diverged = g->diverged;
+  st->restarts_refused = g->restarts_refused;
+  st->last_refusal = g->last_refusal;
   memcpy(st->latency_le, g->lat_le, sizeof(st->latency_le));
   st->latency_count = g->lat_count;
   st->latency_sum_us = g->lat_sum_us;

@@ -17,7 +17,10 @@
  *                              accepted ballot and value (PERSIST_ACCEPTOR)
  *       ORDER (one entry)      a received multicast of an epoch, first_seq =
  *                              its sequence number (PERSIST_ENTRY)
- *       XFER kind LOG          a delivered message, offset = its position
+ *       XFER kind LOG          a delivered message, offset = its position,
+ *                              boundary = the chain hash after it (0 in
+ *                              logs of earlier versions: the donor then
+ *                              checks a delta by hashing the whole run)
  *       XFER kind END          the service state was replaced by a state
  *                              transfer at position offset (data: hash)
  *   <dir>/checkpoint.smr  the service image at a position: XFER SNAP
@@ -76,7 +79,8 @@
 
 struct delivered_ix {
   uint64_t pos;
-  uint64_t off; /* of its frame in the log file */
+  uint64_t off;  /* of its frame in the log file */
+  uint64_t hash; /* the chain hash after it (0: not recorded) */
 };
 
 struct obuf {
@@ -324,7 +328,8 @@ static void trim_index(struct smr_store *s, uint64_t covered) {
     s->dix_head++;
 }
 
-static int index_delivered(struct smr_store *s, uint64_t pos, uint64_t off) {
+static int index_delivered(struct smr_store *s, uint64_t pos, uint64_t off,
+                           uint64_t hash) {
   if (s->n_dix > 0 && pos != s->dix[s->n_dix - 1].pos + 1) {
     s->n_dix = 0; /* a gap (state transfer): older ones serve no delta */
     s->dix_head = 0;
@@ -346,6 +351,7 @@ static int index_delivered(struct smr_store *s, uint64_t pos, uint64_t off) {
   }
   s->dix[s->n_dix].pos = pos;
   s->dix[s->n_dix].off = off;
+  s->dix[s->n_dix].hash = hash;
   s->n_dix++;
   /* Keep only the last `retain`, and no more than retain_bytes of log
    * from the oldest of them on (compaction copies them; with large
@@ -535,7 +541,7 @@ static int load_log(struct smr_store *s, struct smr_store_recovered *rec,
     case SMR_MSG_XFER:
       if (m.u.xfer.kind == SMR_XFER_LOG) {
         uint64_t p = m.u.xfer.offset;
-        index_delivered(s, p, off);
+        index_delivered(s, p, off, m.u.xfer.boundary);
         if (*state_ok && p == *pos + 1) {
           if (s->cfg.replay != NULL)
             s->cfg.replay(s->cfg.ctx, p, m.u.xfer.data, m.u.xfer.len);
@@ -814,10 +820,11 @@ int smr_store_entry(struct smr_store *s, uint64_t epoch,
   return index_entry(s, e->seq, off);
 }
 
-int smr_store_delivered(struct smr_store *s, uint64_t pos, const uint8_t *data,
-                        size_t len) {
+int smr_store_delivered(struct smr_store *s, uint64_t pos, uint64_t hash,
+                        const uint8_t *data, size_t len) {
   struct smr_wire_msg m;
   memset(&m, 0, sizeof(m));
+  m.u.xfer.boundary = hash; /* in the log: the chain hash after it */
   m.u.xfer.kind = SMR_XFER_LOG;
   m.u.xfer.offset = pos;
   m.u.xfer.len = (uint32_t)len;
@@ -825,7 +832,7 @@ int smr_store_delivered(struct smr_store *s, uint64_t pos, const uint8_t *data,
   uint64_t off;
   int rc = append(s, SMR_MSG_XFER, 0, &m, &off);
   if (rc < 0) return rc;
-  return index_delivered(s, pos, off);
+  return index_delivered(s, pos, off, hash);
 }
 
 int smr_store_restored(struct smr_store *s, uint64_t pos, uint64_t hash) {
@@ -927,6 +934,7 @@ int smr_store_log_read(struct smr_store *s, uint64_t pos,
   e->pos = pos;
   e->data = m.u.xfer.data;
   e->len = m.u.xfer.len;
+  e->hash = ix->hash;
   return 0;
 }
 
@@ -1029,6 +1037,15 @@ int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash) {
  * listening ports, its data directory lock and the TCP-R keeper's end of
  * their socket pair (whose closing tells the keeper to fence) alive after
  * a crash of the parent. */
+/* Closes descriptors lo..hi: close_range(2), or one by one where it is
+ * missing (a kernel before 5.9, a seccomp filter). */
+static void close_fds(unsigned lo, unsigned hi) {
+  if (close_range(lo, hi, 0) == 0) return;
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 1 << 20) max = 1 << 20;
+  for (unsigned fd = lo; fd <= hi && fd < (unsigned)max; fd++) close((int)fd);
+}
+
 void smr_store_child_init(pid_t parent, int keep1, int keep2) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1); /* the parent is already gone */
@@ -1038,9 +1055,9 @@ void smr_store_child_init(pid_t parent, int keep1, int keep2) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   int hi = keep1 > keep2 ? keep1 : keep2, lo = keep1 < keep2 ? keep1 : keep2;
-  if (lo > 3) close_range(3, (unsigned)lo - 1, 0);
-  if (hi > lo + 1) close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
-  close_range((unsigned)hi + 1, ~0u, 0);
+  if (lo > 3) close_fds(3, (unsigned)lo - 1);
+  if (hi > lo + 1) close_fds((unsigned)lo + 1, (unsigned)hi - 1);
+  close_fds((unsigned)hi + 1, ~0u);
 }
 
 static void ck_tmp_path(const struct smr_store *s, uint64_t pos, char *out,
@@ -1118,6 +1135,7 @@ int smr_store_checkpoint_finish(struct smr_store *s,
     uint32_t e = 0;
     for (int i = 0; i < 4; i++) e |= (uint32_t)msg[i] << (8 * i);
     rc = -(int)e;
+    if (rc == 0) memcpy(digest, msg + 4, SMR_DIGEST_LEN);
   }
   if (rc == 0 && job->pos <= s->checkpoint_pos) rc = -ESTALE;
   if (rc < 0) {
@@ -1131,7 +1149,6 @@ int smr_store_checkpoint_finish(struct smr_store *s,
     return rc;
   }
   if ((rc = fsync_dir(s->dir)) < 0) return rc;
-  memcpy(digest, msg + 4, SMR_DIGEST_LEN);
   return compact(s, job->pos);
 }
 

@@ -50,8 +50,9 @@ int smr_store_acceptor(struct smr_store *s, uint64_t epoch, uint64_t promised,
                        const struct smr_wire_proposal *accepted);
 int smr_store_entry(struct smr_store *s, uint64_t epoch,
                     const struct smr_persisted_entry *e);
-int smr_store_delivered(struct smr_store *s, uint64_t pos, const uint8_t *data,
-                        size_t len);
+/* The message delivered at pos, after which the chain hash is hash. */
+int smr_store_delivered(struct smr_store *s, uint64_t pos, uint64_t hash,
+                        const uint8_t *data, size_t len);
 /* After a state transfer: the service state is now at pos (the history
  * before it is not in our log). */
 int smr_store_restored(struct smr_store *s, uint64_t pos, uint64_t hash);
@@ -73,7 +74,8 @@ int smr_store_checkpoint(struct smr_store *s, uint64_t pos, uint64_t hash);
  * digests the state; this process goes on.  job->fd becomes readable when
  * the child is done; then smr_store_checkpoint_finish() collects it,
  * installs the checkpoint (unless a later one is already installed:
- * -ESTALE) and compacts the log, and gives the digest.  Several may run;
+ * -ESTALE, with the digest still given) and compacts the log, and gives
+ * the digest.  Several may run;
  * smr_store_checkpoint_abort() kills one (on close).  0 or -errno. */
 struct smr_store_ckjob {
   int pid, fd;

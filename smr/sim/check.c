@@ -296,7 +296,7 @@ void chk_deliver(struct sim_world *w, struct sim_node *n,
              n->id);
     return;
   }
-  ring_put(n, pos, data, len);
+  ring_put(n, pos, hash, data, len);
   snaps_capture(w, n);
   n->delivers_seen++;
   w->delivers++;

@@ -153,13 +153,15 @@ void ring_reset(struct sim_node *n) {
   for (int i = 0; i < SIM_RING; i++) n->ring[i].pos = 0;
 }
 
-void ring_put(struct sim_node *n, uint64_t pos, const uint8_t *d, size_t len) {
+void ring_put(struct sim_node *n, uint64_t pos, uint64_t hash,
+              const uint8_t *d, size_t len) {
   struct sim_logslot *s = &n->ring[pos % SIM_RING];
   if (len > SIM_PAYLOAD_MAX) {
     s->pos = 0; /* cannot happen for a payload the checker accepted */
     return;
   }
   s->pos = pos;
+  s->hash = hash;
   s->len = (uint32_t)len;
   memcpy(s->data, d, len);
 }
@@ -175,6 +177,10 @@ static int src_log_read(void *ctx, uint64_t pos, struct smr_log_entry *e) {
   e->pos = pos;
   e->data = s->data;
   e->len = s->len;
+  /* The ring is one run since its last reset (deliveries fill it in
+   * order; a slot overwritten by a later lap no longer answers for its old
+   * position): the donor may check a delta by its two ends. */
+  e->hash = s->hash;
   return 0;
 }
 

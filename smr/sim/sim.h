@@ -131,6 +131,7 @@ struct sim_service {
 
 struct sim_logslot {
   uint64_t pos; /* 0: empty */
+  uint64_t hash; /* the chain hash after it */
   uint32_t len;
   uint8_t data[SIM_PAYLOAD_MAX];
 };
@@ -403,7 +404,8 @@ uint64_t svc_digest_full(const struct sim_service *s);
 void svc_image(const struct sim_service *s, uint8_t *img);
 int svc_from_image(struct sim_service *s, const uint8_t *img, size_t len);
 void ring_reset(struct sim_node *n);
-void ring_put(struct sim_node *n, uint64_t pos, const uint8_t *d, size_t len);
+void ring_put(struct sim_node *n, uint64_t pos, uint64_t hash,
+              const uint8_t *d, size_t len);
 void source_init(struct sim_world *w, struct sim_node *n);
 void snaps_release(struct sim_world *w, int owner);
 void snaps_capture(struct sim_world *w, struct sim_node *n);

@@ -157,6 +157,21 @@ static json_t *member_of(json_t *st, const char *id) {
   return NULL;
 }
 
+/* Restart requests the group refused so far, and whether the last one
+ * was of `node`. */
+static json_int_t refusals(json_t *st) {
+  return json_integer_value(
+      json_object_get(json_object_get(st, "restarts"), "refused"));
+}
+
+static int refusal_of(json_t *st, const char *node) {
+  const char *t = json_string_value(
+      json_object_get(json_object_get(st, "restarts"), "last_refusal"));
+  char want[64];
+  snprintf(want, sizeof(want), "restart of %s at ", node);
+  return t != NULL && !strncmp(t, want, strlen(want));
+}
+
 /* Every member of the view up (none joining, suspected or leaving), in a
  * settled view of `want` members (0: any number). */
 static int group_whole(json_t *st, size_t want) {
@@ -210,6 +225,7 @@ static int restart_one(const struct restart_opts *o, const char *node,
     return -1;
   }
   json_int_t inc0 = json_integer_value(json_object_get(m, "incarnation"));
+  json_int_t refused0 = refusals(st);
   json_decref(st);
   json_t *req = json_pack("{s:s,s:s,s:b}", "cmd", "restart", "node", node,
                           "rebuild", o->rebuild);
@@ -248,6 +264,16 @@ static int restart_one(const struct restart_opts *o, const char *node,
     inc = m ? json_integer_value(json_object_get(m, "incarnation")) : 0;
     const char *state = m ? json_string_value(json_object_get(m, "state"))
                           : "";
+    if (phase < 1 && m != NULL && inc == inc0 && refusals(st) > refused0 &&
+        refusal_of(st, node)) {
+      /* The group refused it at the request's position: say why now
+       * instead of waiting out the timeout. */
+      fprintf(stderr, "smrctl: %s\n", json_string_value(json_object_get(
+                                           json_object_get(st, "restarts"),
+                                           "last_refusal")));
+      json_decref(st);
+      return -1;
+    }
     if (phase < 1 && (m == NULL || inc > inc0)) {
       phase = 1;
       t_away = mono_s();
@@ -278,8 +304,18 @@ static int restart_one(const struct restart_opts *o, const char *node,
       json_int_t dl = json_integer_value(json_object_get(m, "delivered"));
       json_int_t lag = json_integer_value(json_object_get(m, "lag"));
       if (target < 0) {
+        /* Caught up: as far as the others have delivered now (not the
+         * member we ask: it may be the one restarting). */
         phase = 3;
-        target = json_integer_value(json_object_get(st, "delivered"));
+        target = 0;
+        size_t k;
+        json_t *o2;
+        json_array_foreach(json_object_get(st, "members"), k, o2) {
+          json_int_t d2 = json_integer_value(json_object_get(o2, "delivered"));
+          if (strcmp(json_string_value(json_object_get(o2, "id")), node) &&
+              d2 > target)
+            target = d2;
+        }
         if (!o->as_json)
           printf("%s: has the state; catching up (lag %" JSON_INTEGER_FORMAT
                  ")\n", node, lag);

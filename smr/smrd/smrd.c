@@ -447,6 +447,7 @@ static const char *member_state(const struct smr_status *st, uint32_t i) {
   switch (st->member_state[i]) {
   case 1: return "joining";
   case 2: return "suspected";
+  case 3: return "leaving";
   default: return "up";
   }
 }
@@ -489,6 +490,13 @@ static json_t *cmd_status(struct smrd *d) {
                 (json_int_t)st.rdma_sst_in));
   json_object_set_new(r, "digest_position", json_integer((json_int_t)
                                                          st.digest_pos));
+  /* Restart requests refused at their position (the same on every
+   * member): smrctl restart tells a refusal from a slow restart by it. */
+  json_object_set_new(
+      r, "restarts",
+      json_pack("{s:I,s:I,s:s}", "seen", (json_int_t)st.restarts_seen,
+                "refused", (json_int_t)st.restarts_refused, "last_refusal",
+                st.last_refusal ? st.last_refusal : ""));
   if (st.xfer_rank < st.n)
     json_object_set_new(
         r, "transfer",
@@ -590,6 +598,9 @@ static char *metrics_text(void *ctx, size_t *len) {
   M("smr_restarts_seen_total", "counter",
     "Members seen back in a view as a newer process (restarts).",
     st.restarts_seen);
+  M("smr_restarts_refused_total", "counter",
+    "Restart requests refused at their position (too few would remain).",
+    st.restarts_refused);
   M("smr_state_transfers_sent_total", "counter",
     "State transfers (delta or snapshot) this member completed as donor.",
     st.xfers_sent);

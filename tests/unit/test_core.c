@@ -47,6 +47,7 @@ struct node {
   uint64_t incarnation;
   /* service: delivered payloads */
   char *log[MAXLOG];
+  uint64_t hashes[MAXLOG]; /* the chain hash after each */
   uint64_t pos, hash;
   uint64_t views[64];
   int n_views;
@@ -84,13 +85,24 @@ static int node_index(const char *id) {
   return -1;
 }
 
+/* Whether the log source gives each entry's chain hash (the donor then
+ * checks a delta by its two ends) or not (it hashes the whole run). */
+static int log_hashes;
+/* Snapshot images the source fails to make (snap_read: -EIO). */
+static int snaps_to_fail;
+static uint64_t log_reads;
+static int log_gone; /* the source no longer retains any entry */
+
 static int src_log_read(void *ctx, uint64_t pos, struct smr_log_entry *e) {
   struct node *nd = ctx;
-  if (pos == 0 || pos > nd->pos || pos > MAXLOG || nd->log[pos - 1] == NULL)
+  if (log_gone || pos == 0 || pos > nd->pos || pos > MAXLOG ||
+      nd->log[pos - 1] == NULL)
     return -ENOENT;
+  log_reads++;
   e->pos = pos;
   e->data = (const uint8_t *)nd->log[pos - 1];
   e->len = (uint32_t)strlen(nd->log[pos - 1]);
+  e->hash = log_hashes ? nd->hashes[pos - 1] : 0;
   return 0;
 }
 
@@ -102,9 +114,12 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
   for (uint64_t i = 0; i < nd->pos; i++) len += strlen(nd->log[i]) + 1;
   struct {
     size_t len;
+    int bad;
     uint8_t d[];
   } *img = malloc(sizeof(*img) + len + 1);
   img->len = 0;
+  img->bad = snaps_to_fail > 0;
+  if (img->bad) snaps_to_fail--;
   for (uint64_t i = 0; i < nd->pos; i++) {
     size_t l = strlen(nd->log[i]) + 1;
     memcpy(img->d + img->len, nd->log[i], l);
@@ -119,8 +134,10 @@ static long src_snap_read(void *ctx, void *snap, uint64_t off, void *buf,
   (void)ctx;
   struct {
     size_t len;
+    int bad;
     uint8_t d[];
   } *img = snap;
+  if (img->bad) return -EIO;
   if (off >= img->len) return 0;
   size_t n = img->len - off < len ? img->len - off : len;
   memcpy(buf, img->d + off, n);
@@ -264,6 +281,7 @@ static void drain(int i) {
       nd->hash = smr_chain_hash(nd->hash, ev.u.deliver.pos, s,
                                 ev.u.deliver.len);
       assert_true(nd->hash == ev.u.deliver.hash);
+      nd->hashes[nd->pos] = nd->hash;
       nd->pos++;
       if (ev.u.deliver.epoch == 0) nd->replayed++;
       break;
@@ -304,6 +322,7 @@ static void drain(int i) {
         nd->log[nd->pos] = strdup((char *)nd->img + off);
         nd->pos++;
         nd->hash = smr_chain_hash(nd->hash, nd->pos, nd->img + off, l);
+        nd->hashes[nd->pos - 1] = nd->hash;
         off += l + 1;
       }
       assert_int_equal(nd->pos, ev.u.restore.pos);
@@ -674,6 +693,44 @@ static void test_rejoin_gets_delta(void **state) {
   assert_int_equal(K.nodes[2].replayed, 30); /* just the delta */
 }
 
+/* The same with a source that knows each entry's chain hash: the donor
+ * checks the delta by its two ends. */
+static void test_rejoin_gets_delta_by_hashes(void **state) {
+  log_hashes = 1;
+  log_reads = 0;
+  test_rejoin_gets_delta(state);
+  log_hashes = 0;
+  /* Two to decide, one per entry sent: not the whole run twice. */
+  printf("log reads with hashes: %llu\n", (unsigned long long)log_reads);
+  assert_true(log_reads < 2 * 30);
+}
+
+/* The donor's image of the boundary cannot be made: the joiner would wait
+ * in vain for this view, so the view changes and the next boundary is
+ * captured again. */
+static void test_failed_snapshot_changes_view(void **state) {
+  (void)state;
+  cluster_init(3, 4, 0);
+  start_all(3);
+  int all[] = {0, 1, 2, 3}, three[] = {0, 1, 2};
+  settle(3, three, 3);
+  for (int r = 0; r < 25; r++) submit(r % 3, "s-%d", r);
+  run(100);
+  uint64_t e0 = st_of(0).view->epoch;
+  snaps_to_fail = 1;
+  log_gone = 1; /* no delta: the joiner needs the image */
+  node_start(3, 0);
+  uint64_t e = settle(4, all, 4);
+  log_gone = 0;
+  assert_int_equal(snaps_to_fail, 0); /* the first image failed */
+  assert_true(e >= e0 + 2);           /* ... and a later view made another */
+  run(50);
+  same_history(4, all);
+  assert_int_equal(K.nodes[3].restores, 1);
+  assert_int_equal(K.nodes[3].pos, 25);
+  assert_int_equal(st_of(3).lacks_state, 0);
+}
+
 static void test_durable_restart_same_epoch(void **state) {
   (void)state;
   cluster_init(3, 3, 1);
@@ -831,6 +888,8 @@ int main(void) {
                                 teardown),
       cmocka_unit_test_teardown(test_graceful_leave, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta, teardown),
+      cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
+      cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),
       cmocka_unit_test_teardown(test_durable_restart_same_epoch, teardown),
       cmocka_unit_test_teardown(test_total_restart, teardown),
       cmocka_unit_test_teardown(test_bad_frames_refused, teardown),

@@ -9,7 +9,9 @@
  * a member asked to restart leaves and hands over (on_restart) with its
  * state on disk, and a new process of it catches up; a member whose copy
  * was changed behind the group's back finds its digest in the minority,
- * discards its files and is rebuilt from the group. */
+ * discards its files and is rebuilt from the group; two restarts asked at
+ * once take one member away, and the second is refused at its position on
+ * every member. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -530,8 +532,60 @@ static void test_restart_and_divergence(void **state) {
   run_until(digests_agree, "agreeing digests after the rebuild");
 }
 
+static int others_refused(void) {
+  for (int i = 0; i < 3; i++) {
+    struct smr_status st;
+    smr_status(mem[i].g, &st);
+    if (st.restarts_refused != 1) return 0;
+  }
+  return 1;
+}
+
+static void test_two_restarts_at_once(void **state) {
+  (void)state;
+  for (int i = 0; i < 3; i++) start(i);
+  run_until(all_in_view, "a view of three");
+  int p = primary_index();
+  assert_true(p >= 0);
+  want_replies = 20;
+  submit_n(p, 20);
+  run_until(replies_done, "20 replies");
+  /* Both asked before either request is delivered: each passes the
+   * asker's check, but at the second one's position the first is under
+   * way, and a group of three can spare one member only. */
+  int b = (p + 1) % 3, c = (p + 2) % 3;
+  assert_int_equal(smr_ask_restart(mem[p].g, mem[b].id, 0), 0);
+  assert_int_equal(smr_ask_restart(mem[p].g, mem[c].id, 0), 0);
+  watched = b;
+  run_until(restart_handed, "the first member handing over");
+  run_until(others_refused, "the second request refused everywhere");
+  assert_false(mem[c].restart_asked);
+  struct smr_status st;
+  smr_status(mem[c].g, &st);
+  char want[64];
+  snprintf(want, sizeof(want), "restart of %s at position ", mem[c].id);
+  assert_non_null(st.last_refusal);
+  assert_memory_equal(st.last_refusal, want, strlen(want));
+  /* While the first is away, a third request is refused at once. */
+  assert_int_equal(smr_ask_restart(mem[p].g, mem[c].id, 0), -EBUSY);
+  stop(b);
+  start(b);
+  run_until(all_in_view, "the restarted member back in the view");
+  run_until(same_state, "the restarted member caught up");
+  /* Back, it no longer counts as going: the second member may go now. */
+  assert_int_equal(smr_ask_restart(mem[p].g, mem[c].id, 0), 0);
+  watched = c;
+  run_until(restart_handed, "the second member handing over");
+  stop(c);
+  start(c);
+  run_until(all_in_view, "the second member back in the view");
+  run_until(same_state, "the second member caught up");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_two_restarts_at_once, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_group_end_to_end, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_and_divergence, setup,
                                       teardown),

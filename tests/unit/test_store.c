@@ -174,7 +174,8 @@ static void deliver_range(struct smr_store *s, uint64_t from, uint64_t to) {
     char m[32];
     int n = snprintf(m, sizeof(m), "msg-%llu", (unsigned long long)p);
     toy_apply(&toy, p, (const uint8_t *)m, (size_t)n, &r);
-    assert_int_equal(smr_store_delivered(s, p, (const uint8_t *)m, (size_t)n),
+    assert_int_equal(smr_store_delivered(s, p, chain(p), (const uint8_t *)m,
+                                         (size_t)n),
                      0);
   }
   smr_buf_free(&r);
@@ -277,6 +278,9 @@ static void test_fresh_then_recover_everything(void **state) {
   assert_int_equal(smr_store_log_read(s, 4, &le), 0);
   assert_int_equal(le.len, 5);
   assert_memory_equal(le.data, "msg-4", 5);
+  /* ... with the chain hash after each, kept in the log (a donor checks a
+   * delta by its two ends). */
+  assert_true(le.hash == chain(4));
   assert_int_equal(smr_store_log_read(s, 9, &le), -ENOENT);
   smr_store_close(s);
   assert_int_equal(errors, 0);
@@ -360,6 +364,9 @@ static void test_checkpoint_compacts_and_recovers(void **state) {
   struct smr_log_entry le;
   assert_int_equal(smr_store_log_read(s, 20, &le), -ENOENT);
   assert_int_equal(smr_store_log_read(s, 44, &le), 0);
+  assert_true(le.hash == chain(44));
+  assert_int_equal(smr_store_log_read(s, 38, &le), 0);
+  assert_true(le.hash == chain(38)); /* (copied by the compaction) */
   smr_store_close(s);
 
   s = open_store("g", &rec, &rc);

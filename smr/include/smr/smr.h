@@ -116,7 +116,8 @@ struct smr_status {
   uint64_t epoch;
   uint32_t n, rank;
   const char *ids[16], *addrs[16];
-  int member_state[16]; /* 0 up, 1 joining (needs state), 2 suspected */
+  int member_state[16]; /* 0 up, 1 joining (needs state), 2 suspected,
+                           3 leaving (said so, or its restart accepted) */
   int quorum_lost;
   uint64_t incarnation;
   uint64_t applied;  /* position of the last applied request */
@@ -153,6 +154,11 @@ struct smr_status {
   uint64_t divergences_seen, diverged;
   /* Members seen back in a view with a newer incarnation (restarts). */
   uint64_t restarts_seen;
+  /* Restart requests refused at their position in the total order (the
+   * same count on every member that saw them), and the last one's reason
+   * ("" before the first; valid until the next call into the group). */
+  uint64_t restarts_refused;
+  const char *last_refusal;
   /* Sequence numbers received but not yet stable (everyone has them). */
   uint64_t stable_lag;
   /* Delivery latency of this member's own submissions, submit to apply:
@@ -202,10 +208,15 @@ int smr_ask_leave(struct smr *g, const char *id);
  * back as a new incarnation with the delta.  flags: SMR_RESTART_REBUILD
  * discards its state instead (it receives all of it again).
  * -ENOENT: not in the view; -EINVAL: a bad id; -EBUSY: not now (without
- * it the view would fall below a majority of the configured members, or
- * another member is suspected or still receiving its state; logged).  The
- * named member checks the same again at the request's position and
- * refuses (logged) if it no longer holds. */
+ * it, and without the members already on their way out, the view would
+ * fall below a majority of the configured members, or another member is
+ * suspected or still receiving its state; logged).  At the request's
+ * position every member decides the same from the view and the restarts
+ * accepted before it that are still under way, so two requests in a row
+ * never take two members away where one is all a majority can spare; the
+ * named member then checks what only it sees and may still refuse.  A
+ * refusal is logged and counted in smr_status (restarts_refused,
+ * last_refusal) on every member. */
 #define SMR_RESTART_REBUILD 1u
 int smr_ask_restart(struct smr *g, const char *id, unsigned flags);
 
