@@ -223,6 +223,18 @@ int smr_rdma_ep_open(struct ev_loop *loop, const struct sockaddr *addr,
              "soft-RoCE: rdma link add rxe0 type rxe netdev IFACE)");
     return -ENODEV;
   }
+  /* Checkpoints and snapshots are written by fork()ed children (store.c):
+   * registered memory must stay the parent's across the fork.  Kernels
+   * since 5.13 copy pinned pages for the child themselves (the call is
+   * then a no-op); before them it makes the library mark registered
+   * ranges MADV_DONTFORK.  It must precede every registration. */
+  int frc = ibv_fork_init();
+  if (frc != 0) {
+    snprintf(err, errlen, "ibv_fork_init: %s (registered memory would not "
+             "be safe across the checkpoint children's fork())",
+             strerror(frc < 0 ? -frc : frc));
+    return frc < 0 ? frc : -frc;
+  }
   if (ring_bytes == 0) ring_bytes = SMR_RDMA_DEFAULT_RING;
   if (ring_bytes < 4 * MAX_RECORD || (ring_bytes & (ring_bytes - 1)) != 0) {
     snprintf(err, errlen, "rdma ring of %u bytes: must be a power of two of "

@@ -45,11 +45,23 @@
  * own checkpoint, taken once the member is out of the group, is written
  * in this process.
  *
- * A restart (CTL_RESTART naming us, or our digest found in the minority)
- * goes: leave the group; once out, checkpoint where we stopped (or, to be
- * rebuilt, discard log and checkpoint); hand over to the program
- * (on_restart), which starts again as a new process: a new incarnation
- * that loads the checkpoint and rejoins with the delta. */
+ *   RESTART     [flags][id]: that member restarts (smrctl restart, the
+ *               rejuvenation schedule, or a member whose digest was found
+ *               in the minority asking for its own rebuild).  Every member
+ *               decides at the request's position, from the view and the
+ *               table of restarts accepted before it whose members are
+ *               still in the view (`going`), whether one more may go: the
+ *               same answer everywhere, so two requests in a row never
+ *               take two members away where one is all a majority can
+ *               spare.  The named member may still refuse for what only it
+ *               sees (a suspected member, one still receiving its state):
+ *   CANCEL      [id]\0[reason]: it says so, and every member drops it from
+ *               the table.
+ *
+ * A restart goes: leave the group; once out, checkpoint where we stopped
+ * (or, to be rebuilt, discard log and checkpoint); hand over to the
+ * program (on_restart), which starts again as a new process: a new
+ * incarnation that loads the checkpoint and rejoins with the delta. */
 #include "smr/smr.h"
 
 #include <errno.h>
