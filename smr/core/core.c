@@ -1380,7 +1380,14 @@ static int build_value(struct smr_core *c, struct smr_wire_proposal *v) {
   int need = majority((uint32_t)popcount32(stay_base));
   uint32_t cont = promised & ~leaving & ~excl;
   if (popcount32(cont) < need) cont = promised & ~leaving;
-  if (popcount32(cont) < need) return 0;
+  if (popcount32(cont) < need) {
+    /* Too few would stay without the leavers (a member leaving while
+     * another failed): rather than wait for the failed one forever, the
+     * leavers that promised stay in this view, which then needs a
+     * majority of the whole old view; they go in the change after it. */
+    cont = promised & ~excl;
+    if (popcount32(cont) < majority(popcount32(all))) return 0;
+  }
   /* A leaving member that is the last to hold the state stays until
    * another member has it. */
   if ((cont & ~stateless) == 0) cont |= promised & leaving & ~stateless;

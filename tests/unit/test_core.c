@@ -672,6 +672,28 @@ static void test_graceful_leave(void **state) {
   assert_int_equal(smr_core_submit(K.nodes[0].c, K.now, "x", 1), -ENOTCONN);
 }
 
+/* A member leaves while another fails: without the leaver the rest is no
+ * majority of what stays, so the leaver stays for one view (instead of
+ * the group waiting for the failed member forever), then goes. */
+static void test_leave_while_another_fails(void **state) {
+  (void)state;
+  cluster_init(3, 3, 0);
+  start_all(3);
+  int all[] = {0, 1, 2}, one[] = {1};
+  uint64_t e0 = settle(3, all, 3);
+  for (int r = 0; r < 10; r++) submit(1, "a-%d", r);
+  run(50);
+  node_crash(2);
+  assert_int_equal(smr_core_leave(K.nodes[0].c, K.now), 0);
+  uint64_t e = settle(1, one, 1);
+  assert_true(e >= e0 + 2); /* {0,1} first (the leaver kept), then {1} */
+  assert_int_equal(K.nodes[0].left, 1);
+  assert_int_equal(st_of(0).state, SMR_ST_LEFT);
+  submit(1, "alone");
+  run(50);
+  assert_int_equal(count_payload(1, "alone"), 1);
+}
+
 /* A member that was away rejoins with the state it kept: only the delta. */
 static void test_rejoin_gets_delta(void **state) {
   (void)state;
@@ -887,6 +909,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_joins_batched_with_state_transfer,
                                 teardown),
       cmocka_unit_test_teardown(test_graceful_leave, teardown),
+      cmocka_unit_test_teardown(test_leave_while_another_fails, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
       cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),
