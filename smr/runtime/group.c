@@ -151,7 +151,10 @@ struct smr {
   int needs_state;
   const char *ids[SMR_MAX_MEMBERS], *addrs[SMR_MAX_MEMBERS];
   uint64_t send_dropped;
-  int control_cookie; /* its address marks our control messages */
+  /* Their addresses mark our control messages: the digest reports, the
+   * cancels and our rebuild requests have their own, so that one dropped
+   * (we were excluded before it was ordered) is sent again. */
+  int control_cookie, digest_cookie, cancel_cookie, rebuild_cookie;
   uint8_t *env;       /* envelope buffer */
   size_t env_cap;
   struct digest_row digests[DIGEST_ROWS];
@@ -366,6 +369,11 @@ static void on_view_event(struct smr *g, const struct smr_event *ev) {
 
 static int multicast(struct smr *g, uint8_t env, const void *data,
                      size_t len, void *cookie);
+
+static int is_control_cookie(const struct smr *g, const void *cookie) {
+  return cookie == &g->control_cookie || cookie == &g->digest_cookie ||
+         cookie == &g->cancel_cookie || cookie == &g->rebuild_cookie;
+}
 static void record_digest(struct smr *g, uint64_t pos, const char *id,
                           const uint8_t *d, int ours);
 
@@ -387,7 +395,7 @@ static void report_digest(struct smr *g, uint64_t pos,
   /* Not in a running view now (e.g. excluded while the child wrote):
    * it goes out once we are back (drain). */
   g->digest_unsent =
-      multicast(g, ENV_CONTROL, m, sizeof(m), &g->control_cookie) < 0;
+      multicast(g, ENV_CONTROL, m, sizeof(m), &g->digest_cookie) < 0;
 }
 
 static void drain(struct smr *g);
@@ -397,7 +405,9 @@ static void ck_collect(struct smr *g, struct ck_job *j) {
   ev_io_stop(g->loop, &j->w);
   j->used = 0;
   uint8_t d[SMR_DIGEST_LEN];
+  uint64_t t1 = now_ms();
   int rc = smr_store_checkpoint_finish(g->store, &j->job, d);
+  uint64_t t2 = now_ms();
   if (rc == -ESTALE) {
     /* A later one was installed first: this one is not kept, but its
      * digest still goes to the comparison at its position. */
@@ -410,8 +420,8 @@ static void ck_collect(struct smr *g, struct ck_job *j) {
     return;
   }
   glog(g, SMR_LOG_INFO, "checkpoint at %" PRIu64 " took %" PRIu64
-       " ms (written by process %d)", j->job.pos, now_ms() - j->t0,
-       j->job.pid);
+       " ms (written by process %d; installed here in %" PRIu64 " ms)",
+       j->job.pos, t2 - j->t0, j->job.pid, t2 - t1);
   report_digest(g, j->job.pos, d);
 }
 
@@ -540,7 +550,7 @@ static void send_cancel(struct smr *g) {
   memcpy(m + 1, g->self_id, il + 1);
   memcpy(m + 2 + il, g->cancel_why, wl);
   g->cancel_unsent =
-      multicast(g, ENV_CONTROL, m, 2 + il + wl, &g->control_cookie) < 0;
+      multicast(g, ENV_CONTROL, m, 2 + il + wl, &g->cancel_cookie) < 0;
 }
 
 /* Starts a restart of this member: it leaves first (the group goes on
@@ -597,7 +607,7 @@ static void try_rebuild(struct smr *g) {
   m[0] = CTL_RESTART;
   m[1] = SMR_RESTART_REBUILD;
   memcpy(m + 2, g->self_id, n);
-  if (multicast(g, ENV_CONTROL, m, n + 2, &g->control_cookie) == 0)
+  if (multicast(g, ENV_CONTROL, m, n + 2, &g->rebuild_cookie) == 0)
     g->rebuild_asked = 1;
 }
 
@@ -888,7 +898,7 @@ static void deliver(struct smr *g, const struct smr_event *ev) {
   if (ev->u.deliver.own) {
     uint64_t t0 = 0;
     void *cookie = cookie_pop(&g->cookies, &t0);
-    if (cookie != &g->control_cookie) {
+    if (!is_control_cookie(g, cookie)) {
       uint64_t t1 = now_us();
       latency_record(g, t1 > t0 ? t1 - t0 : 0);
       if (g->cfg.on_reply != NULL)
@@ -983,7 +993,10 @@ static void drain(struct smr *g) {
       break;
     case SMR_EV_DROPPED: {
       void *cookie = cookie_pop(&g->cookies, NULL);
-      if (cookie != &g->control_cookie && g->cfg.on_dropped != NULL)
+      if (cookie == &g->digest_cookie) g->digest_unsent = 1;
+      else if (cookie == &g->cancel_cookie) g->cancel_unsent = 1;
+      else if (cookie == &g->rebuild_cookie) g->rebuild_asked = 0;
+      else if (!is_control_cookie(g, cookie) && g->cfg.on_dropped != NULL)
         g->cfg.on_dropped(g->cfg.ctx, cookie);
       break;
     }
@@ -1191,6 +1204,7 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
       void *h = NULL;
       int rc = svc->snapshot_open(g->cfg.service_ctx, &h);
       static uint8_t chunk[1 << 20];
+      uint64_t synced = 0;
       for (uint64_t off = 0; rc == 0;) {
         long n = svc->snapshot_read(g->cfg.service_ctx, h, off, chunk,
                                     sizeof(chunk));
@@ -1204,6 +1218,7 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
           if (k > 0) w += k;
         }
         off += (uint64_t)n;
+        smr_store_writeback(f->fd, &synced, off);
       }
       st[0] = rc < 0;
       st[1] = (uint8_t)(rc < 0 ? -rc : 0);
