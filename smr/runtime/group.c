@@ -1204,7 +1204,6 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
       void *h = NULL;
       int rc = svc->snapshot_open(g->cfg.service_ctx, &h);
       static uint8_t chunk[1 << 20];
-      uint64_t synced = 0;
       for (uint64_t off = 0; rc == 0;) {
         long n = svc->snapshot_read(g->cfg.service_ctx, h, off, chunk,
                                     sizeof(chunk));
@@ -1218,7 +1217,8 @@ static int src_snap_open(void *ctx, uint64_t pos, void **snap) {
           if (k > 0) w += k;
         }
         off += (uint64_t)n;
-        smr_store_writeback(f->fd, &synced, off);
+        /* (Not written back as it goes, unlike a checkpoint: the file is
+         * unnamed and read back at once; it need never reach the disk.) */
       }
       st[0] = rc < 0;
       st[1] = (uint8_t)(rc < 0 ? -rc : 0);

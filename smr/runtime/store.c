@@ -980,6 +980,8 @@ int smr_store_log_read(struct smr_store *s, uint64_t pos,
  * Checkpoints and compaction
  * --------------------------------------------------------------------- */
 
+static void writeback(int fd, uint64_t *synced, uint64_t written);
+
 /* The service image at (pos, hash), as checkpoint frames, into o; with
  * fd >= 0, o is written out to fd whenever it holds a few MB (a child
  * writing a large image does not hold a second copy of it). */
@@ -1026,7 +1028,7 @@ static int image(struct smr_store *s, uint64_t pos, uint64_t hash,
       if ((rc = write_all(fd, o->p, o->len)) < 0) break;
       wrote += o->len;
       o->len = 0;
-      smr_store_writeback(fd, &synced, wrote);
+      writeback(fd, &synced, wrote);
     }
   }
   if (rc == 0 && fd >= 0 && o->len > 0 &&
@@ -1039,16 +1041,16 @@ static int image(struct smr_store *s, uint64_t pos, uint64_t hash,
 
 static int compact(struct smr_store *s, uint64_t pos);
 
-/* Writing a large file (a checkpoint, a snapshot for a transfer), its
- * pages are sent to the disk as they are written, WRITEBACK_BYTES at a
- * time, and waited for.  Left to the kernel, a GB of them would still be
+/* Writing a checkpoint, its pages are sent to the disk as they are
+ * written, WRITEBACK_BYTES at a time, and waited for (it is synced at
+ * its end anyway).  Left to the kernel, a GB of them would still be
  * dirty when the member next syncs its log -- and on ext4 (data=ordered)
  * that commit flushes them first: the member's loop stalled for seconds,
  * long enough for the others to suspect it.  (Redis syncs its RDB and AOF
  * rewrites incrementally for the same reason.) */
 #define WRITEBACK_BYTES (8u << 20)
 
-void smr_store_writeback(int fd, uint64_t *synced, uint64_t written) {
+static void writeback(int fd, uint64_t *synced, uint64_t written) {
   if (written - *synced < WRITEBACK_BYTES) return;
   (void)sync_file_range(fd, (off_t)*synced, (off_t)(written - *synced),
                         SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |

@@ -81,12 +81,6 @@ struct smr_store_ckjob {
   int pid, fd;
   uint64_t pos;
 };
-/* A writer of a large file calls this after each write (written: bytes
- * so far, synced: where the last call left off, 0 at first): it sends the
- * pages written since to the disk once there are enough of them, so that
- * they are not all dirty when this process or its parent syncs. */
-void smr_store_writeback(int fd, uint64_t *synced, uint64_t written);
-
 /* For a child forked to write state (checkpoint, snapshot): dies with
  * `parent`, default SIGTERM/SIGINT, every descriptor closed but keep1 and
  * keep2 (0-2 stay too). */
