@@ -165,15 +165,22 @@ static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
              strerror(e));
     return -e;
   }
-  if (posix_memalign((void **)&k->ring, 4096, o->ring_cap) != 0 ||
-      posix_memalign((void **)&k->mirror, 4096, o->ring_cap) != 0) {
+  /* Every registered buffer has whole pages to itself: where the library
+   * makes registered memory MADV_DONTFORK (ibv_fork_init, on kernels that
+   * do not copy pinned pages at fork), a page it shared with other heap
+   * data would be missing in the checkpoint children, which died on it. */
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (page < 4096) page = 4096;
+  size_t sst_bytes = (SMR_SST_SLOT + page - 1) / page * page;
+  if (posix_memalign((void **)&k->ring, page, o->ring_cap) != 0 ||
+      posix_memalign((void **)&k->mirror, page, o->ring_cap) != 0) {
     snprintf(err, errlen, "rdma: out of memory");
     return -ENOMEM;
   }
   memset(k->ring, 0, o->ring_cap);
   memset(k->mirror, 0, o->ring_cap);
-  if (posix_memalign((void **)&k->sst_in, 64, SMR_SST_SLOT) != 0 ||
-      posix_memalign((void **)&k->sst_out, 64, SMR_SST_SLOT) != 0) {
+  if (posix_memalign((void **)&k->sst_in, page, sst_bytes) != 0 ||
+      posix_memalign((void **)&k->sst_out, page, sst_bytes) != 0) {
     snprintf(err, errlen, "rdma: out of memory");
     return -ENOMEM;
   }
