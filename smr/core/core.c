@@ -1025,6 +1025,13 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
       }
     }
   }
+  /* Those the group ordered past what we received, up to the trim, we
+   * cannot tell from those it never ordered: rather than submit them again
+   * (which orders a delivered one twice), they are handed back as
+   * dropped, as when we are excluded.  (A member without state re-added
+   * as a joiner in the same change, e.g. after it was suspected.) */
+  if (c->st != SMR_ST_JOINING && c->rank != NO_RANK && c->received < v->trim)
+    drop_sent(c);
   /* Our own undelivered payloads are submitted again in the new view. */
   struct entq keep = c->pend;
   memset(&c->pend, 0, sizeof(c->pend));
