@@ -13,6 +13,16 @@
  *    sequence numbers to everything queued and sends one ORDER frame to all.
  *    Batching is therefore natural: one ORDER carries as many payloads as
  *    arrived since the last flush (up to max_batch_bytes).
+ *    With relay on and three or more members, the ORDERs travel a chain
+ *    instead (after RDMC, Behrens et al., DSN 2018): the leader sends each
+ *    to rank 1 only, and every member forwards the entries new to it to the
+ *    next rank, so the leader's link carries the stream once, not once per
+ *    member.  Unlike RDMC, the unit is the ORDER batch (large requests are
+ *    not cut into blocks; consecutive batches pipeline along the chain),
+ *    and there is no binomial schedule.  Only the path changes: receipt is
+ *    still acknowledged to everyone, the leader repairs a lagging member
+ *    directly, and a member accepts ORDERs from the leader or its
+ *    predecessor only, so each link stays FIFO.
  *
  * 2. Stability (uniform delivery).  Every member tells every other member
  *    how far it has received (HEARTBEAT frames double as acknowledgements;
@@ -271,6 +281,7 @@ struct smr_core {
   uint32_t n_boot;
   uint32_t heartbeat_ms, suspect_ms, join_batch_ms;
   uint32_t max_batch_bytes, max_inflight, max_pending;
+  int relay; /* ORDERs along the chain of ranks (see 1. above) */
   uint32_t xfer_chunk, xfer_window;
   int durable;
   const struct smr_core_source *src;
@@ -357,6 +368,7 @@ struct smr_core {
   uint64_t views_installed, delivered_total, suspicions;
   uint64_t refused; /* well-formed frames whose content made no sense */
   uint64_t xfers_out, xfer_bytes_out, xfers_in, xfer_bytes_in;
+  uint64_t relayed, repairs; /* see smr_core_status */
   int capture_pending; /* a VIEW event with a capture not yet polled */
   uint64_t stalls;  /* times we were not driven for suspect_ms / 2 */
 
@@ -1652,16 +1664,42 @@ static void on_submit(struct smr_core *c, uint32_t from,
   }
 }
 
+/* ORDERs go along the chain of ranks (relay on, three or more members). */
+static int relaying(const struct smr_core *c) {
+  return c->relay && c->view.n >= 3;
+}
+
+static void send_order(struct smr_core *c, int to, uint64_t first,
+                       const struct smr_wire_entry *we, size_t cnt);
+
 static void on_order(struct smr_core *c, uint32_t from,
                      const struct smr_wire_msg *m) {
   if (c->st != SMR_ST_NORMAL && c->st != SMR_ST_WEDGED) return;
-  if (from != 0) return; /* only the leader orders */
+  /* Only the leader orders; with the chain, our predecessor passes its
+   * ORDERs on. */
+  if (from != 0 && !(relaying(c) && from + 1 == c->rank)) return;
   uint64_t seq = m->u.order.first_seq;
   struct smr_wire_entries it = m->u.order.it;
   struct smr_wire_entry e;
+  /* The entries new to us, for the next rank in the chain -- only while
+   * not wedged: passing them on tells the next rank that we (and every
+   * rank before us) have them, which is an advertisement of receipt, and
+   * a member advertises receipt only before it wedges (the trim's safety,
+   * 4. above; the simulator found a delivery above the trim without
+   * this). */
+  int forward = relaying(c) && c->rank + 1 < c->view.n &&
+                c->st == SMR_ST_NORMAL && m->u.order.count > 0;
+  struct smr_wire_entry *fw =
+      forward ? calloc(m->u.order.count, sizeof(*fw)) : NULL;
+  if (forward && fw == NULL) abort(); /* out of memory */
+  size_t n_fw = 0;
+  uint64_t first_new = 0;
   /* Frames were lost, or came before we installed the view: the leader
    * sends them again when our acknowledgement does not move. */
-  if (seq > c->received + 1) return;
+  if (seq > c->received + 1) {
+    free(fw);
+    return;
+  }
   while (smr_wire_entries_next(&it, &e)) {
     if (seq <= c->received) {
       seq++;
@@ -1670,6 +1708,7 @@ static void on_order(struct smr_core *c, uint32_t from,
     if (e.sender >= c->view.n) { /* malformed: a failure of the leader */
       c->refused++;
       suspect(c, from);
+      free(fw);
       return;
     }
     if (e.sender == c->rank) {
@@ -1678,9 +1717,15 @@ static void on_order(struct smr_core *c, uint32_t from,
           e.sender_seq >= c->pend_first_sseq + c->pend_sent) {
         c->refused++;
         suspect(c, from);
+        free(fw);
         return;
       }
       c->own_ordered++;
+    }
+    if (fw != NULL) {
+      if (n_fw == 0) first_new = seq;
+      smr_assert(n_fw < m->u.order.count);
+      fw[n_fw++] = e;
     }
     struct ent q = {.sender = e.sender,
                     .mine = e.sender == c->rank,
@@ -1691,13 +1736,21 @@ static void on_order(struct smr_core *c, uint32_t from,
     persist_entry(c, seq, &q);
     seq++;
   }
-  /* An ORDER tells us the leader has what it ordered. */
+  /* An ORDER tells us the leader has what it ordered, and one passed on
+   * that our predecessor has it (it persisted it first, and passes on only
+   * while not wedged).  Not the ranks between: the leader may have
+   * repaired our predecessor directly, past one of them that lacks it (the
+   * simulator found the delivery above the trim that inferring it gave). */
   struct peer *p = peer_of(c, from);
   if (seq - 1 > p->received) p->received = seq - 1;
+  p = peer_of(c, 0);
+  if (seq - 1 > p->received) p->received = seq - 1;
+  if (n_fw > 0) {
+    send_order(c, (int)c->rank + 1, first_new, fw, n_fw);
+    c->relayed += n_fw;
+  }
+  free(fw);
 }
-
-static void send_order(struct smr_core *c, int to, uint64_t first,
-                       const struct smr_wire_entry *we, size_t cnt);
 
 /* Leader: assigns sequence numbers to queued entries, one ORDER per batch. */
 static void leader_order(struct smr_core *c) {
@@ -1790,18 +1843,26 @@ static void send_order(struct smr_core *c, int to, uint64_t first,
   m.u.order.entries = we;
   m.u.order.count = (uint32_t)cnt;
   struct blob *b = frame(c, SMR_MSG_ORDER, c->view.epoch, &m);
-  if (to < 0)
-    send_to_all(c, b);
-  else
+  if (to >= 0)
     send_to_rank(c, (uint32_t)to, b);
+  else if (relaying(c))
+    send_to_rank(c, 1, b); /* and on along the chain */
+  else
+    send_to_all(c, b);
   blob_unref(b);
 }
 
 static void leader_repair(struct smr_core *c) {
-  uint64_t quiet = 3ull * c->heartbeat_ms;
   for (uint32_t r = 0; r < c->view.n; r++) {
     struct peer *p = &c->peers[r];
     if (r == c->rank || p->received >= c->received) continue;
+    /* Along the chain a member is a hop or more behind by design: only
+     * one that stays quiet for half the suspicion time is repaired
+     * directly (its predecessor may have failed), or the leader's link
+     * would carry much of the stream twice. */
+    uint64_t quiet = 3ull * c->heartbeat_ms;
+    if (relaying(c) && r >= 2 && quiet < c->suspect_ms / 2)
+      quiet = c->suspect_ms / 2;
     if (c->now < p->acked_at + quiet || c->now < p->retx_at + quiet) continue;
     if (NEVER(p->received < c->delivered)) continue;
     p->retx_at = c->now;
@@ -1826,6 +1887,7 @@ static void leader_repair(struct smr_core *c) {
         we[k].data = e->b->data;
       }
       send_order(c, (int)r, seq, we, cnt);
+      c->repairs++;
       free(we);
       i += cnt;
       seq += cnt;
@@ -2711,6 +2773,7 @@ int smr_core_create(const struct smr_core_config *cfg, struct smr_core **out,
   c->suspect_ms = cfg->suspect_ms;
   c->join_batch_ms = cfg->join_batch_ms;
   c->max_batch_bytes = cfg->max_batch_bytes;
+  c->relay = cfg->relay != 0;
   c->max_inflight = cfg->max_inflight;
   c->max_pending = cfg->max_pending;
   c->xfer_chunk = cfg->xfer_chunk;
@@ -2876,6 +2939,8 @@ void smr_core_status(const struct smr_core *c, struct smr_core_status *st) {
       st->xfer_acked = c->xf[r].acked;
     }
   st->xfers_out = c->xfers_out;
+  st->relayed = c->relayed;
+  st->repairs = c->repairs;
   st->xfer_bytes_out = c->xfer_bytes_out;
   st->xfers_in = c->xfers_in;
   st->xfer_bytes_in = c->xfer_bytes_in;

@@ -106,6 +106,9 @@ struct smr_core_config {
   uint32_t suspect_ms;     /* silence after which a peer is suspected */
   uint32_t join_batch_ms;  /* joins arriving this close share one view */
   uint32_t max_batch_bytes;/* payload bytes in one ORDER or SUBMIT */
+  int relay;               /* nonzero: ORDERs go along the chain of ranks
+                              (the leader's link carries them once; see
+                              core.c, 1. Ordering) */
   uint32_t max_inflight;   /* ordered but not yet stable, at the leader */
   uint32_t max_pending;    /* local submissions waiting to be ordered */
   uint32_t xfer_chunk;     /* snapshot bytes per XFER frame */
@@ -236,6 +239,9 @@ struct smr_core_status {
   uint64_t xfer_acked;              /* positions (delta) or bytes acked */
   /* Transfers completed and payload bytes, sent and received. */
   uint64_t xfers_out, xfer_bytes_out, xfers_in, xfer_bytes_in;
+  /* ORDER entries passed on along the chain (relay), and ORDER frames the
+   * leader sent again to a lagging member (repairs). */
+  uint64_t relayed, repairs;
 };
 
 /* Creates a member.  cfg and everything it points to is copied; only

@@ -1374,6 +1374,7 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
   cc.suspect_ms = g->cfg.suspect_ms;
   cc.join_batch_ms = g->cfg.heartbeat_ms * 2;
   cc.max_batch_bytes = SMR_MAX_REQUEST;
+  cc.relay = cfg->relay;
   cc.max_inflight = 100000;
   cc.max_pending = 100000;
   cc.xfer_chunk = 256u << 10;
@@ -1642,6 +1643,8 @@ void smr_status(struct smr *g, struct smr_status *st) {
   st->stable_lag = cs.received > cs.stable ? cs.received - cs.stable : 0;
   st->diverged = g->diverged;
   st->restarts_refused = g->restarts_refused;
+  st->relayed = cs.relayed;
+  st->order_repairs = cs.repairs;
   st->last_refusal = g->last_refusal;
   memcpy(st->latency_le, g->lat_le, sizeof(st->latency_le));
   st->latency_count = g->lat_count;

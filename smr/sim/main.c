@@ -85,11 +85,13 @@ void sim_print_params(const struct sim_world *w) {
   const struct sim_params *p = &w->p;
   char kinds[128];
   faults_str(p->kinds, kinds, sizeof kinds);
-  printf("params: members=%d spares=%d durable=%s heartbeat=%ums suspect=%ums "
+  printf("params: members=%d spares=%d durable=%s relay=%s heartbeat=%ums "
+         "suspect=%ums "
          "join_batch=%ums max_batch=%u inflight=%u pending=%u xfer=%ux%u "
          "net=%u+exp(%u)ms faults=%s every~%ums reactive=%u%% mid=%u/1000 "
          "work=exp(%u)ms burst=%u%%x%u safety_steps=%llu bound=%llums\n",
          w->n_boot, w->n_nodes - w->n_boot, p->durable ? "on" : "off",
+         p->relay ? "chain" : "off",
          p->heartbeat_ms, p->suspect_ms, p->join_batch_ms, p->max_batch,
          p->max_inflight, p->max_pending, p->xfer_chunk, p->xfer_window,
          p->net_floor_ms, p->net_mean_ms, kinds, p->fault_mean_ms,

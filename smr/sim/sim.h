@@ -103,6 +103,7 @@ struct sim_params {
   uint32_t heartbeat_ms, suspect_ms, join_batch_ms;
   uint32_t max_batch, max_inflight, max_pending, xfer_chunk, xfer_window;
   int durable;
+  int relay; /* ORDERs along the chain of ranks */
   uint32_t net_floor_ms, net_mean_ms;
   unsigned kinds;               /* fault kinds this seed uses */
   uint32_t weight[F_NKINDS];

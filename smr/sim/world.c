@@ -157,6 +157,8 @@ static void choose_params(struct sim_world *w) {
   p->burst_max = (uint32_t)sim_range(r, 2, 32);
   p->safety_steps = o->steps * 8 / 10;
   p->live_bound_ms = 60ull * p->suspect_ms;
+  /* (Drawn last: the earlier choices of a seed stay what they were.) */
+  p->relay = sim_chance(r, 50);
 }
 
 /* ------------------------------------------------------------------------
@@ -362,6 +364,7 @@ static void node_start(struct sim_world *w, struct sim_node *n, int from_disk) {
   cfg.suspect_ms = w->p.suspect_ms;
   cfg.join_batch_ms = w->p.join_batch_ms;
   cfg.max_batch_bytes = w->p.max_batch;
+  cfg.relay = w->p.relay;
   cfg.max_inflight = w->p.max_inflight;
   cfg.max_pending = w->p.max_pending;
   cfg.xfer_chunk = w->p.xfer_chunk;

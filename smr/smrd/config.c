@@ -207,6 +207,12 @@ static int handler(void *user, const char *sec, const char *key,
       return bad(p, "[transport] kind = %s: must be tcp or rdma", val);
     return copy(p, sec, key, val, c->kind, sizeof(c->kind));
   }
+  if (IS("transport", "relay")) {
+    if (strcmp(val, "chain") && strcmp(val, "off"))
+      return bad(p, "[transport] relay = %s: must be chain or off", val);
+    c->relay = !strcmp(val, "chain");
+    return 1;
+  }
   if (IS("transport", "rdma_fallback"))
     return bool_value(p, sec, key, val, &c->rdma_fallback);
   if (IS("transport", "rdma_port")) {

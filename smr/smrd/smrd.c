@@ -493,6 +493,11 @@ static json_t *cmd_status(struct smrd *d) {
   /* Restart requests refused at their position (the same on every
    * member): smrctl restart tells a refusal from a slow restart by it. */
   json_object_set_new(
+      r, "ordering",
+      json_pack("{s:b,s:I,s:I}", "relay", d->cfg.relay, "relayed",
+                (json_int_t)st.relayed, "repairs",
+                (json_int_t)st.order_repairs));
+  json_object_set_new(
       r, "restarts",
       json_pack("{s:I,s:I,s:s}", "seen", (json_int_t)st.restarts_seen,
                 "refused", (json_int_t)st.restarts_refused, "last_refusal",
@@ -598,6 +603,12 @@ static char *metrics_text(void *ctx, size_t *len) {
   M("smr_restarts_seen_total", "counter",
     "Members seen back in a view as a newer process (restarts).",
     st.restarts_seen);
+  M("smr_relayed_total", "counter",
+    "Ordered messages passed on along the chain (relay = chain).",
+    st.relayed);
+  M("smr_order_repairs_total", "counter",
+    "ORDER frames sent again to a member whose receipt lagged.",
+    st.order_repairs);
   M("smr_restarts_refused_total", "counter",
     "Restart requests refused at their position (too few would remain).",
     st.restarts_refused);
@@ -897,6 +908,7 @@ int main(int argc, char **argv) {
       .rdma = strcmp(d.cfg.kind, "rdma") == 0,
       .rdma_fallback = d.cfg.rdma_fallback,
       .rdma_port = d.cfg.rdma_port,
+      .relay = d.cfg.relay,
       .service = d.wrapped_ops,
       .service_ctx = d.conns,
       .ctx = &d,

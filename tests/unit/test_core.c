@@ -75,6 +75,7 @@ static struct cluster {
   int cut[MAXN][MAXN];
   uint64_t now;
   int durable;
+  int relay; /* ORDERs along the chain of ranks */
   /* hook: called for each frame before delivery; return 0 to drop */
   int (*filter)(const struct frame *f);
 } K;
@@ -182,6 +183,7 @@ static struct smr_core_config base_cfg(struct node *nd) {
   cfg.xfer_chunk = 16;
   cfg.xfer_window = 3;
   cfg.durable = K.durable;
+  cfg.relay = K.relay;
   nd->src.ctx = nd;
   nd->src.log_read = src_log_read;
   nd->src.snap_open = src_snap_open;
@@ -518,6 +520,68 @@ static void test_batching(void **state) {
   run(100);
   same_history(3, all);
   assert_int_equal(K.nodes[2].pos, 50);
+}
+
+/* ORDER frames seen, by the sender's and the receiver's rank. */
+static int orders_seen[MAXN][MAXN];
+static int count_orders(const struct frame *f) {
+  struct smr_wire_hdr h;
+  struct smr_wire_msg m;
+  if (smr_wire_decode(f->data, f->len, &h, &m) == 0 &&
+      h.type == SMR_MSG_ORDER && K.nodes[f->from].c && K.nodes[f->to].c)
+    orders_seen[st_of(f->from).rank][st_of(f->to).rank]++;
+  return 1;
+}
+
+/* relay on: the leader sends ORDERs to rank 1 only and each rank passes
+ * them on to the next; the history is the same, and a member of the
+ * chain that fails is bridged (the leader repairs the rank after it until
+ * the view changes). */
+static void test_relay_chain(void **state) {
+  (void)state;
+  cluster_init(5, 5, 0);
+  K.relay = 1;
+  start_all(5);
+  int all[] = {0, 1, 2, 3, 4};
+  settle(5, all, 5);
+  memset(orders_seen, 0, sizeof(orders_seen));
+  K.filter = count_orders;
+  for (int r = 0; r < 60; r++) submit(r % 5, "c-%d", r);
+  run(200);
+  same_history(5, all);
+  for (int r = 0; r < 60; r++) {
+    char s[16];
+    snprintf(s, sizeof(s), "c-%d", r);
+    assert_int_equal(count_payload(4, s), 1);
+  }
+  /* Only along the chain: rank r gets ORDERs from rank r-1 alone. */
+  for (int a = 0; a < 5; a++)
+    for (int b = 0; b < 5; b++)
+      if (b != a + 1) assert_int_equal(orders_seen[a][b], 0);
+  for (int a = 0; a < 4; a++) assert_true(orders_seen[a][a + 1] > 0);
+  K.filter = NULL;
+  /* The middle of the chain fails while the stream goes on. */
+  int mid = -1;
+  for (int i = 0; i < 5; i++)
+    if (st_of(i).rank == 2) mid = i;
+  assert_true(mid >= 0);
+  for (int r = 0; r < 20; r++) submit(r % 5 == mid ? 0 : r % 5, "d-%d", r);
+  run(2);
+  node_crash(mid);
+  int four[4], k = 0;
+  for (int i = 0; i < 5; i++)
+    if (i != mid) four[k++] = i;
+  settle(4, four, 4);
+  for (int r = 0; r < 20; r++) submit(four[r % 4], "e-%d", r);
+  run(200);
+  same_history(4, four);
+  for (int r = 0; r < 20; r++) {
+    char s[16];
+    snprintf(s, sizeof(s), "d-%d", r);
+    assert_int_equal(count_payload(four[3], s), 1);
+    snprintf(s, sizeof(s), "e-%d", r);
+    assert_int_equal(count_payload(four[3], s), 1);
+  }
 }
 
 static void test_backup_crash_view_change(void **state) {
@@ -910,6 +974,7 @@ int main(void) {
                                 teardown),
       cmocka_unit_test_teardown(test_graceful_leave, teardown),
       cmocka_unit_test_teardown(test_leave_while_another_fails, teardown),
+      cmocka_unit_test_teardown(test_relay_chain, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
       cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),

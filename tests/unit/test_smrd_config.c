@@ -60,6 +60,11 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.durable, 1); /* safe default: fsync */
   assert_int_equal(cfg.port, 6379);
   assert_string_equal(cfg.service, "kv");
+  assert_int_equal(cfg.relay, 0); /* ORDERs to every member */
+  assert_int_equal(load_with("[transport]\nrelay = chain\n"), 0);
+  assert_int_equal(cfg.relay, 1);
+  assert_int_equal(load_with("[transport]\nrelay = off\n"), 0);
+  assert_int_equal(cfg.relay, 0);
 }
 
 static void expect_error(const char *text, const char *needle) {
@@ -89,6 +94,7 @@ static void test_errors_name_the_key(void **state) {
   expect_error_with("[vip]\naddress = 10.77.0.100/24\n", "device");
   expect_error_with("[vip]\naddress = 10.77.0.100\n", "address/prefix");
   expect_error_with("[transport]\nkind = carrier-pigeon\n", "kind");
+  expect_error_with("[transport]\nrelay = binomial\n", "relay");
   expect_error_with("[transport]\ninsecure = yes\n", "choose one");
   expect_error_with("[node]\naddr = 10.77.0.9:7000\n", "differs");
   expect_error_with("[weird]\nx = 1\n", "unknown key");

@@ -70,6 +70,11 @@ struct smr_config {
    * the connection manager's port (0: the member's TCP port). */
   int rdma, rdma_fallback;
   uint16_t rdma_port;
+  /* [transport] relay = chain: the primary sends each ordered batch to the
+   * next member only, and each member passes it on to the next, so the
+   * primary's link carries it once whatever the group's size (RDMC-style;
+   * one hop more per rank of latency).  0: to every member directly. */
+  int relay;
   const struct smr_service_ops *service;
   void *service_ctx;
   void *ctx;
@@ -159,6 +164,10 @@ struct smr_status {
    * ("" before the first; valid until the next call into the group). */
   uint64_t restarts_refused;
   const char *last_refusal;
+  /* Ordered messages this member passed on along the chain ([transport]
+   * relay = chain), and ORDER frames it sent again, as primary, to a
+   * member whose receipt lagged (repairs). */
+  uint64_t relayed, order_repairs;
   /* Sequence numbers received but not yet stable (everyone has them). */
   uint64_t stable_lag;
   /* Delivery latency of this member's own submissions, submit to apply:
