@@ -235,6 +235,7 @@ struct peer {
   uint64_t exp_sseq;  /* leader: next SUBMIT sequence expected */
   uint64_t inc_seen;  /* newest incarnation heard from */
   uint64_t acked_at;  /* leader: when its receipt last advanced */
+  uint64_t behind_since; /* leader: when it was first seen behind (0: not) */
   uint64_t retx_at;   /* leader: when we last sent it entries again */
 };
 
@@ -1855,15 +1856,25 @@ static void send_order(struct smr_core *c, int to, uint64_t first,
 static void leader_repair(struct smr_core *c) {
   for (uint32_t r = 0; r < c->view.n; r++) {
     struct peer *p = &c->peers[r];
-    if (r == c->rank || p->received >= c->received) continue;
-    /* Along the chain a member is a hop or more behind by design: only
-     * one that stays quiet for half the suspicion time is repaired
-     * directly (its predecessor may have failed), or the leader's link
-     * would carry much of the stream twice. */
+    if (r == c->rank) continue;
+    if (p->received >= c->received) {
+      p->behind_since = 0;
+      continue;
+    }
+    /* Quiet since it fell behind, not since its last acknowledgement: after
+     * an idle spell that one is old, and the first tick of the next burst
+     * sent the member the whole burst again (measured along the chain:
+     * 4-7 MB of repairs for 6.9 MB of workload).  Along the chain a member
+     * is a hop or more behind by design: only one that stays quiet for
+     * half the suspicion time is repaired directly (its predecessor may
+     * have failed). */
+    if (p->behind_since == 0) p->behind_since = c->now;
+    uint64_t since = p->acked_at > p->behind_since ? p->acked_at
+                                                   : p->behind_since;
     uint64_t quiet = 3ull * c->heartbeat_ms;
     if (relaying(c) && r >= 2 && quiet < c->suspect_ms / 2)
       quiet = c->suspect_ms / 2;
-    if (c->now < p->acked_at + quiet || c->now < p->retx_at + quiet) continue;
+    if (c->now < since + quiet || c->now < p->retx_at + quiet) continue;
     if (NEVER(p->received < c->delivered)) continue;
     p->retx_at = c->now;
     /* Entries p->received+1 .. received are rbuf[p->received-delivered..]. */
