@@ -255,6 +255,7 @@ struct joinreq {
   struct smr_member m;
   int has_state;
   uint64_t pos, hash;
+  uint64_t at; /* when it last asked (a joiner asks every suspect_ms/2) */
 };
 
 struct xfer {
@@ -959,6 +960,15 @@ static void set_view(struct smr_core *c, const struct smr_wire_view *v,
 }
 
 /* Drops pending joins that the view now contains. */
+/* A request not repeated for 2 x suspect_ms is stale: its process gave up
+ * (left, or joined elsewhere) or died.  Added anyway, it made members of
+ * the next view that never answer, and the view could lose its majority
+ * to them for good (the simulator: seed 25230, two spares that had left
+ * were added as joiners long after, 2 of 4 members alive). */
+static int join_stale(const struct smr_core *c, const struct joinreq *j) {
+  return c->now > j->at + 2ull * c->suspect_ms;
+}
+
 static void prune_joins(struct smr_core *c) {
   uint32_t k = 0;
   for (uint32_t i = 0; i < c->n_joins; i++) {
@@ -966,6 +976,7 @@ static void prune_joins(struct smr_core *c) {
     if (r != NO_RANK &&
         c->view.m[r].incarnation >= c->joins[i].m.incarnation)
       continue;
+    if (join_stale(c, &c->joins[i])) continue;
     c->joins[k++] = c->joins[i];
   }
   c->n_joins = k;
@@ -1296,6 +1307,7 @@ static void on_join(struct smr_core *c, const struct smr_wire_hdr *h,
   memcpy(j->m.id, h->from, sizeof(j->m.id));
   memcpy(j->m.addr, m->u.join.addr, sizeof(j->m.addr));
   j->m.incarnation = h->incarnation;
+  j->at = c->now;
   j->has_state = (m->u.join.flags & SMR_JOIN_HAS_STATE) != 0;
   j->pos = m->u.join.pos;
   j->hash = m->u.join.hash;
@@ -1461,7 +1473,7 @@ static int build_value(struct smr_core *c, struct smr_wire_proposal *v) {
   }
   for (uint32_t i = 0; i < c->n_joins && nv->n < SMR_MAX_MEMBERS; i++) {
     const struct joinreq *j = &c->joins[i];
-    if (rank_of(nv, j->m.id) != NO_RANK) continue;
+    if (rank_of(nv, j->m.id) != NO_RANK || join_stale(c, j)) continue;
     struct smr_wire_member *w = &nv->m[nv->n++];
     memset(w, 0, sizeof(*w));
     memcpy(w->id, j->m.id, sizeof(w->id));
@@ -2538,6 +2550,7 @@ static void send_hello(struct smr_core *c) {
 void smr_core_tick(struct smr_core *c, uint64_t now) {
   out_begin(c);
   advance(c, now);
+  if (c->n_joins > 0) prune_joins(c); /* (stale ones start no change) */
   switch (c->st) {
   case SMR_ST_LEFT:
     return;
