@@ -1865,57 +1865,73 @@ static void send_order(struct smr_core *c, int to, uint64_t first,
   blob_unref(b);
 }
 
+/* Sends peer r the entries it lacks of those we hold (the leader holds
+ * everything not yet delivered; so does every member, since nothing is
+ * delivered before every member has it), once r has been quiet for
+ * `quiet` ms since it fell behind -- not since its last acknowledgement:
+ * after an idle spell that one is old, and the first tick of the next
+ * burst sent the member the whole burst again (measured along the chain:
+ * 4-7 MB of repairs for 6.9 MB of workload). */
+static void repair_peer(struct smr_core *c, uint32_t r, uint64_t quiet) {
+  struct peer *p = &c->peers[r];
+  if (r == c->rank) return;
+  if (p->received >= c->received) {
+    p->behind_since = 0;
+    return;
+  }
+  if (p->behind_since == 0) p->behind_since = c->now;
+  uint64_t since = p->acked_at > p->behind_since ? p->acked_at
+                                                 : p->behind_since;
+  if (c->now < since + quiet || c->now < p->retx_at + quiet) return;
+  if (NEVER(p->received < c->delivered)) return;
+  p->retx_at = c->now;
+  /* Entries p->received+1 .. received are rbuf[p->received-delivered..]. */
+  size_t i = (size_t)(p->received - c->delivered);
+  uint64_t seq = p->received + 1;
+  while (i < c->rbuf.n) {
+    size_t cnt = 0, bytes = 0;
+    while (i + cnt < c->rbuf.n) {
+      size_t l = entq_at(&c->rbuf, i + cnt)->b->len;
+      if (cnt > 0 && bytes + l > c->max_batch_bytes) break;
+      bytes += l;
+      cnt++;
+    }
+    struct smr_wire_entry *we = calloc(cnt, sizeof(*we));
+    if (we == NULL) abort();
+    for (size_t k = 0; k < cnt; k++) {
+      const struct ent *e = entq_at(&c->rbuf, i + k);
+      we[k].sender = e->sender;
+      we[k].sender_seq = e->sender_seq;
+      we[k].len = e->b->len;
+      we[k].data = e->b->data;
+    }
+    send_order(c, (int)r, seq, we, cnt);
+    c->repairs++;
+    free(we);
+    i += cnt;
+    seq += cnt;
+  }
+}
+
 static void leader_repair(struct smr_core *c) {
   for (uint32_t r = 0; r < c->view.n; r++) {
-    struct peer *p = &c->peers[r];
-    if (r == c->rank) continue;
-    if (p->received >= c->received) {
-      p->behind_since = 0;
-      continue;
-    }
-    /* Quiet since it fell behind, not since its last acknowledgement: after
-     * an idle spell that one is old, and the first tick of the next burst
-     * sent the member the whole burst again (measured along the chain:
-     * 4-7 MB of repairs for 6.9 MB of workload).  Along the chain a member
-     * is a hop or more behind by design: only one that stays quiet for
-     * half the suspicion time is repaired directly (its predecessor may
-     * have failed). */
-    if (p->behind_since == 0) p->behind_since = c->now;
-    uint64_t since = p->acked_at > p->behind_since ? p->acked_at
-                                                   : p->behind_since;
+    /* Along the chain a member is a hop or more behind by design, and its
+     * predecessor repairs it (chain_repair): the leader steps in only for
+     * one quiet for half the suspicion time (its predecessor may have
+     * failed). */
     uint64_t quiet = 3ull * c->heartbeat_ms;
     if (relaying(c) && r >= 2 && quiet < c->suspect_ms / 2)
       quiet = c->suspect_ms / 2;
-    if (c->now < since + quiet || c->now < p->retx_at + quiet) continue;
-    if (NEVER(p->received < c->delivered)) continue;
-    p->retx_at = c->now;
-    /* Entries p->received+1 .. received are rbuf[p->received-delivered..]. */
-    size_t i = (size_t)(p->received - c->delivered);
-    uint64_t seq = p->received + 1;
-    while (i < c->rbuf.n) {
-      size_t cnt = 0, bytes = 0;
-      while (i + cnt < c->rbuf.n) {
-        size_t l = entq_at(&c->rbuf, i + cnt)->b->len;
-        if (cnt > 0 && bytes + l > c->max_batch_bytes) break;
-        bytes += l;
-        cnt++;
-      }
-      struct smr_wire_entry *we = calloc(cnt, sizeof(*we));
-      if (we == NULL) abort();
-      for (size_t k = 0; k < cnt; k++) {
-        const struct ent *e = entq_at(&c->rbuf, i + k);
-        we[k].sender = e->sender;
-        we[k].sender_seq = e->sender_seq;
-        we[k].len = e->b->len;
-        we[k].data = e->b->data;
-      }
-      send_order(c, (int)r, seq, we, cnt);
-      c->repairs++;
-      free(we);
-      i += cnt;
-      seq += cnt;
-    }
+    repair_peer(c, r, quiet);
   }
+}
+
+/* Along the chain, each member repairs its successor: an ORDER it passed
+ * on can be lost (a queue full under a burst, a reconnect), and the
+ * successor then ignores everything after the gap. */
+static void chain_repair(struct smr_core *c) {
+  if (!relaying(c) || c->rank == 0 || c->rank + 1 >= c->view.n) return;
+  repair_peer(c, c->rank + 1, 3ull * c->heartbeat_ms);
 }
 
 static void member_repair(struct smr_core *c) {
@@ -2574,10 +2590,12 @@ void smr_core_tick(struct smr_core *c, uint64_t now) {
         due = 1;
     if (due) send_heartbeat_all(c);
     if (c->st == SMR_ST_NORMAL) {
-      if (c->rank == 0)
+      if (c->rank == 0) {
         leader_repair(c);
-      else
+      } else {
         member_repair(c);
+        chain_repair(c);
+      }
     }
     /* The leader tells configured members outside the view where the
      * group is, so that they find it even if it moved to other hosts. */

@@ -584,6 +584,52 @@ static void test_relay_chain(void **state) {
   }
 }
 
+/* Drops the first ORDER that rank 1 passes on to rank 2, counts the rest. */
+static int dropped_one;
+static int drop_first_relayed(const struct frame *f) {
+  struct smr_wire_hdr h;
+  struct smr_wire_msg m;
+  if (smr_wire_decode(f->data, f->len, &h, &m) == 0 &&
+      h.type == SMR_MSG_ORDER && st_of(f->from).rank == 1 &&
+      st_of(f->to).rank == 2 && !dropped_one) {
+    dropped_one = 1;
+    return 0;
+  }
+  return count_orders(f);
+}
+
+/* An ORDER passed on along the chain is lost (a full queue): the member
+ * after the gap is repaired by its predecessor, not by the leader. */
+static void test_relay_gap_repaired_by_predecessor(void **state) {
+  (void)state;
+  cluster_init(3, 3, 0);
+  K.relay = 1;
+  start_all(3);
+  int all[] = {0, 1, 2};
+  settle(3, all, 3);
+  memset(orders_seen, 0, sizeof(orders_seen));
+  dropped_one = 0;
+  K.filter = drop_first_relayed;
+  for (int r = 0; r < 30; r++) {
+    submit(r % 3, "g-%d", r);
+    run(3);
+  }
+  run(300);
+  K.filter = NULL;
+  assert_true(dropped_one);
+  same_history(3, all);
+  for (int r = 0; r < 30; r++) {
+    char s[16];
+    snprintf(s, sizeof(s), "g-%d", r);
+    assert_int_equal(count_payload(2, s), 1);
+  }
+  assert_int_equal(orders_seen[0][2], 0); /* the leader never stepped in */
+  int r1 = -1;
+  for (int i = 0; i < 3; i++)
+    if (st_of(i).rank == 1) r1 = i;
+  assert_true(st_of(r1).repairs > 0);
+}
+
 static void test_backup_crash_view_change(void **state) {
   (void)state;
   cluster_init(3, 3, 0);
@@ -975,6 +1021,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_graceful_leave, teardown),
       cmocka_unit_test_teardown(test_leave_while_another_fails, teardown),
       cmocka_unit_test_teardown(test_relay_chain, teardown),
+      cmocka_unit_test_teardown(test_relay_gap_repaired_by_predecessor,
+                                teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
       cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),
