@@ -365,6 +365,8 @@ struct smr_core {
   uint64_t restored;        /* receiving: snapshot bytes so far */
   uint64_t xfer_heard;      /* receiving: last XFER frame */
   uint64_t last_xfer_req;
+  uint64_t xfer_early;      /* receiving: newest epoch whose XFER frames
+                               came before we installed it (dropped) */
 
   /* Counters. */
   uint64_t views_installed, delivered_total, suspicions;
@@ -493,6 +495,9 @@ int smr_core_poll(struct smr_core *c, struct smr_event *ev) {
   case SMR_EV_DROPPED:
     ev->u.dropped.data = o->b->data;
     ev->u.dropped.len = o->b->len;
+    break;
+  case SMR_EV_XFER_BEGIN:
+    ev->u.xfer.to = &o->to;
     break;
   default:
     break;
@@ -956,6 +961,12 @@ static void set_view(struct smr_core *c, const struct smr_wire_view *v,
     c->peers[r].exp_sseq = 1;
     c->peers[r].inc_seen = v->m[r].incarnation;
     if (v->m[r].flags & SMR_MEMBER_NEEDS_STATE) c->peers[r].flags = HB_NO_STATE;
+    /* Known from the start of the view, not from its first heartbeat:
+     * otherwise two leavers kept for their state each took the other
+     * for a member that stays and changed the view at once, forever
+     * (the simulator: seed 16329, 5 members, durable mixed). */
+    if ((v->m[r].flags & SMR_MEMBER_LEAVING) && r != rank)
+      c->peers[r].leaving = 1;
   }
 }
 
@@ -986,10 +997,15 @@ static void prune_joins(struct smr_core *c) {
 static void start_joining(struct smr_core *c,
                           const struct smr_wire_view *target);
 
-/* Does a member of the view other than us hold the service state? */
+/* Does a member of the view other than us, and not leaving itself, hold
+ * the service state?  (Two leavers that hold the only copies must not
+ * each wait for the other: each would change the view at once, the
+ * change would keep both, and the view would churn forever.) */
 static int others_have_state(const struct smr_core *c) {
   for (uint32_t r = 0; r < c->view.n; r++)
-    if (r != c->rank && !(c->peers[r].flags & HB_NO_STATE)) return 1;
+    if (r != c->rank && !c->peers[r].leaving &&
+        !(c->peers[r].flags & HB_NO_STATE))
+      return 1;
   return 0;
 }
 
@@ -1007,6 +1023,7 @@ static void drop_sent(struct smr_core *c) {
 
 static void xfer_start(struct smr_core *c, uint32_t r, int has_state,
                        uint64_t pos, uint64_t hash);
+static void request_state(struct smr_core *c);
 
 static void install(struct smr_core *c, const struct smr_wire_proposal *v,
                     uint32_t myrank) {
@@ -1110,6 +1127,11 @@ static void install(struct smr_core *c, const struct smr_wire_proposal *v,
   }
   prune_joins(c);
   send_heartbeat_all(c);
+  /* The donor starts sending at its own install, and its first frames may
+   * have overtaken the decision on their way to us (another connection):
+   * they were dropped as of an epoch ahead of ours.  Ask at once rather
+   * than wait suspect_ms for the transfer to go quiet. */
+  if (needs && c->xfer_early == nv->epoch) request_state(c);
   /* Still leaving (the view was decided before our request counted, or we
    * held the only copy of the state): go once another member has it. */
   if (c->leaving && others_have_state(c)) wedge(c);
@@ -1470,6 +1492,7 @@ static int build_value(struct smr_core *c, struct smr_wire_proposal *v) {
     *w = c->view.m[r];
     w->incarnation = c->prom[r].incarnation;
     w->flags = (stateless & (1u << r)) ? SMR_MEMBER_NEEDS_STATE : 0;
+    if (leaving & (1u << r)) w->flags |= SMR_MEMBER_LEAVING;
   }
   for (uint32_t i = 0; i < c->n_joins && nv->n < SMR_MAX_MEMBERS; i++) {
     const struct joinreq *j = &c->joins[i];
@@ -1993,6 +2016,9 @@ static void xfer_decide(struct smr_core *c, struct xfer *x) {
   x->undecided = 0;
   x->active = 0;
   uint64_t B = c->view.start_pos;
+  enum smr_xfer_why why = !has_state ? SMR_XFER_WHY_NO_STATE
+                          : pos > B  ? SMR_XFER_WHY_AHEAD
+                                     : SMR_XFER_WHY_NOT_IN_LOG;
   if (has_state && pos <= B && c->src != NULL && c->src->log_read != NULL) {
     uint64_t hsh = hash;
     int ok = 1;
@@ -2022,6 +2048,9 @@ static void xfer_decide(struct smr_core *c, struct xfer *x) {
     if (ok && hsh == c->view.start_hash) {
       x->delta = 1;
       x->next = x->acked = pos + 1;
+      why = SMR_XFER_WHY_DELTA;
+    } else if (ok) {
+      why = SMR_XFER_WHY_DIVERGED;
     }
   }
   if (!x->delta && (c->src == NULL || c->src->snap_read == NULL))
@@ -2030,6 +2059,12 @@ static void xfer_decide(struct smr_core *c, struct xfer *x) {
     snap_lost(c);
     return;
   }
+  struct outev *o = out_push(c, SMR_EV_XFER_BEGIN);
+  o->to = peer_of(c, x->rank)->m;
+  o->ev.u.xfer.delta = x->delta;
+  o->ev.u.xfer.why = why;
+  o->ev.u.xfer.from = has_state ? pos : 0;
+  o->ev.u.xfer.boundary = B;
   x->active = 1;
 }
 
@@ -2204,6 +2239,13 @@ static void on_xfer(struct smr_core *c, uint32_t from,
       c->hash = h;
       c->svc_valid = 1;
       c->restoring = 0;
+    }
+    if (c->svc_valid && c->pos < c->view.start_pos) {
+      /* Short of the boundary: an entry was lost on the way (a full
+       * queue drops frames).  A gap, not a history that does not chain:
+       * ask for the rest of the delta from where we are. */
+      request_state(c);
+      return;
     }
     if (!c->svc_valid || c->pos != c->view.start_pos ||
         c->hash != c->view.start_hash) {
@@ -2406,6 +2448,11 @@ int smr_core_recv(struct smr_core *c, uint64_t now, const uint8_t *frame_,
   default:
     break;
   }
+  /* A transfer's frame of a view we have not installed yet: lost (see
+   * install()). */
+  if (h.type == SMR_MSG_XFER && h.epoch > c->view.epoch &&
+      h.epoch > c->xfer_early)
+    c->xfer_early = h.epoch;
   if (c->st == SMR_ST_JOINING) {
     /* A member of the view we were excluded from, still in it. */
     if (c->has_last && h.epoch + 1 == c->last.next.epoch &&

@@ -152,9 +152,21 @@ enum smr_event_type {
                            service state is the view's starting state) */
   SMR_EV_PERSIST_ACCEPTOR, /* persist: acceptor state of the epoch */
   SMR_EV_PERSIST_ENTRY, /* persist: a received multicast of the epoch */
-  SMR_EV_DROPPED        /* dropped: one of our submissions whose fate is
+  SMR_EV_DROPPED,       /* dropped: one of our submissions whose fate is
                            unknown (we were excluded, or left) and that
                            will not be sent again; its data follows */
+  SMR_EV_XFER_BEGIN     /* informational: we (the donor) begin sending a
+                           member the view's starting state, as a delta
+                           of log entries or as the snapshot, and why */
+};
+
+/* Why a donor sends the snapshot rather than a delta (XFER_BEGIN). */
+enum smr_xfer_why {
+  SMR_XFER_WHY_DELTA = 0,   /* a delta: the receiver's history chains */
+  SMR_XFER_WHY_NO_STATE,    /* the receiver has no state */
+  SMR_XFER_WHY_AHEAD,       /* its position is past the boundary */
+  SMR_XFER_WHY_NOT_IN_LOG,  /* our log no longer holds its position */
+  SMR_XFER_WHY_DIVERGED     /* its hash does not chain to the boundary */
 };
 
 struct smr_event {
@@ -200,6 +212,13 @@ struct smr_event {
       const uint8_t *data;
       size_t len;
     } dropped;
+    struct {
+      const struct smr_member *to;
+      int delta;            /* 1: log entries from..boundary; 0: snapshot */
+      enum smr_xfer_why why;
+      uint64_t from;        /* the receiver's position */
+      uint64_t boundary;    /* the view's starting position */
+    } xfer;
   } u;
 };
 

@@ -117,6 +117,7 @@ enum smr_msg_type {
 #define SMR_JOIN_HAS_STATE 0x01u
 /* View member flags. */
 #define SMR_MEMBER_NEEDS_STATE 0x01u
+#define SMR_MEMBER_LEAVING 0x02u /* kept though leaving (it holds state) */
 /* Hello flags. */
 #define SMR_HELLO_RECOVERING 0x01u /* sender may act as acceptor */
 #define SMR_HELLO_NO_STATE 0x02u   /* sender has no service state */

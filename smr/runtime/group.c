@@ -340,6 +340,35 @@ static void going_prune(struct smr *g) {
   }
 }
 
+/* As the donor: which kind of transfer a member gets, and why it is not a
+ * delta when it is not (the operator's first question after a slow
+ * rejoin). */
+static void log_xfer_begin(struct smr *g, const struct smr_event *ev) {
+  static const char *const why[] = {
+      [SMR_XFER_WHY_DELTA] = "",
+      [SMR_XFER_WHY_NO_STATE] = "it has no state",
+      [SMR_XFER_WHY_AHEAD] = "its position is past the boundary",
+      [SMR_XFER_WHY_NOT_IN_LOG] = "our log no longer holds its position",
+      [SMR_XFER_WHY_DIVERGED] = "its history does not lead to ours",
+  };
+  unsigned w = (unsigned)ev->u.xfer.why;
+  if (ev->u.xfer.delta)
+    glog(g, SMR_LOG_INFO, "sending %s a delta: %" PRIu64 " entr%s after "
+         "position %" PRIu64, ev->u.xfer.to->id,
+         ev->u.xfer.boundary - ev->u.xfer.from,
+         ev->u.xfer.boundary - ev->u.xfer.from == 1 ? "y" : "ies",
+         ev->u.xfer.from);
+  else if (w == SMR_XFER_WHY_NO_STATE)
+    glog(g, SMR_LOG_INFO, "sending %s the state at position %" PRIu64
+         " (a snapshot: it has no state)", ev->u.xfer.to->id,
+         ev->u.xfer.boundary);
+  else
+    glog(g, SMR_LOG_INFO, "sending %s the state at position %" PRIu64
+         " (a snapshot: it is at %" PRIu64 " and %s)", ev->u.xfer.to->id,
+         ev->u.xfer.boundary, ev->u.xfer.from,
+         w < sizeof(why) / sizeof(why[0]) ? why[w] : "?");
+}
+
 static void on_view_event(struct smr *g, const struct smr_event *ev) {
   g->view = *ev->u.view.view;
   going_prune(g);
@@ -990,6 +1019,9 @@ static void drain(struct smr *g) {
     case SMR_EV_PERSIST_ENTRY:
       smr_store_entry(g->store, ev.u.entry.epoch, &ev.u.entry.e);
       g->unsynced = 1;
+      break;
+    case SMR_EV_XFER_BEGIN:
+      log_xfer_begin(g, &ev);
       break;
     case SMR_EV_DROPPED: {
       void *cookie = cookie_pop(&g->cookies, NULL);

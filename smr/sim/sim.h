@@ -378,7 +378,7 @@ enum sim_tkind {
   T_EXCLUDED, T_LEFT, T_RBEGIN, T_RCHUNK, T_REND, T_PVIEW, T_PACC, T_PENT,
   T_SUBMIT, T_CRASH, T_START, T_JOIN, T_LEAVE, T_CUT, T_HEAL, T_CLOG,
   T_UNCLOG, T_SLOW, T_UNSLOW, T_PEERLOST, T_PHASE, T_PROBE, T_TOTAL,
-  T_SNAP, T_NOTE, T_NKINDS
+  T_SNAP, T_NOTE, T_XFER, T_NKINDS
 };
 
 void sim_trace(struct sim_world *w, int kind, int node, int peer, int x,

@@ -39,7 +39,7 @@ static const char *const tname[T_NKINDS] = {
     [T_HEAL] = "HEAL",       [T_CLOG] = "CLOG",       [T_UNCLOG] = "UNCLOG",
     [T_SLOW] = "SLOW",       [T_UNSLOW] = "UNSLOW",   [T_PEERLOST] = "peer-lost",
     [T_PHASE] = "PHASE",     [T_PROBE] = "PROBE",     [T_TOTAL] = "TOTAL-CRASH",
-    [T_SNAP] = "snap-open",  [T_NOTE] = "note"};
+    [T_SNAP] = "snap-open",  [T_NOTE] = "note",       [T_XFER] = "xfer-begin"};
 
 void sim_trace_reset(struct sim_world *w) {
   w->trace_n = 0;
@@ -168,6 +168,10 @@ void sim_trace_format(const struct sim_world *w, const struct sim_trec *r,
   case T_PROBE:
     snprintf(p, left, " id=%llu epoch=%llu rc=%d%s%.0llu\n", a, b, -(int)r->x,
              r->x ? " pending=" : "", c);
+    break;
+  case T_XFER:
+    snprintf(p, left, " ->%s %s why=%u from=%llu boundary=%llu\n",
+             nid(w, r->peer), r->x ? "delta" : "snapshot", r->y, a, b);
     break;
   case T_NOTE:
     if (r->x == 1)

@@ -559,6 +559,34 @@ static void drain(struct sim_world *w, struct sim_node *n) {
       sim_trace(w, T_NOTE, n->idx, -1, 0, 0, id, 0, 0);
       break;
     }
+    case SMR_EV_XFER_BEGIN: {
+      /* The donor's choice.  Without arbitrary faults every member's
+       * history is a prefix of the group's, never past the view's start:
+       * a receiver that does not chain (or is ahead) is a broken
+       * invariant, not a reason for a snapshot. */
+      struct smr_core_status st;
+      smr_core_status(n->core, &st);
+      int to = ev.u.xfer.to ? node_by_id(w, ev.u.xfer.to->id) : -1;
+      sim_trace(w, T_XFER, n->idx, to, ev.u.xfer.delta,
+                (uint32_t)ev.u.xfer.why, ev.u.xfer.from, ev.u.xfer.boundary,
+                0);
+      if (to < 0 || ev.u.xfer.boundary != st.view->start_pos ||
+          (ev.u.xfer.delta && ev.u.xfer.from > ev.u.xfer.boundary))
+        sim_fail(w, INV_CONTRACT, "%s: XFER_BEGIN to %s from %llu, boundary "
+                 "%llu (view starts at %llu)", n->id,
+                 ev.u.xfer.to ? ev.u.xfer.to->id : "nobody",
+                 ULL(ev.u.xfer.from), ULL(ev.u.xfer.boundary),
+                 ULL(st.view->start_pos));
+      else if (ev.u.xfer.why == SMR_XFER_WHY_DIVERGED ||
+               ev.u.xfer.why == SMR_XFER_WHY_AHEAD)
+        sim_fail(w, INV_XFER, "%s: %s's history at %llu %s (boundary %llu)",
+                 n->id, ev.u.xfer.to->id, ULL(ev.u.xfer.from),
+                 ev.u.xfer.why == SMR_XFER_WHY_AHEAD
+                     ? "is past the view's start"
+                     : "does not chain to the view's start",
+                 ULL(ev.u.xfer.boundary));
+      break;
+    }
     default:
       sim_fail(w, INV_CONTRACT, "%s: unknown event type %d", n->id,
                (int)ev.type);

@@ -194,6 +194,9 @@ if [[ $ONLY == *" 1 "* ]]; then
     pass "each member checkpointed as it left and came back with a delta (no snapshot sent)"
   else
     fail "$n_ckpt restart checkpoints, $n_snap whole-state transfers during the staggered restart"
+    # Which member got what from whom, and why (the donors' lines).
+    grep -h -E "sending n[0-9] |receiving the state at|restarting from|for the restart took|went on without us" \
+      "$WORK"/log[123] | sort | sed 's/^/    /'
   fi
   if digests_agree; then
     pass "digests agree after the staggered restart"

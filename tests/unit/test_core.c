@@ -804,6 +804,54 @@ static void test_leave_while_another_fails(void **state) {
   assert_int_equal(count_payload(1, "alone"), 1);
 }
 
+/* No state transfer reaches nodes 2 and later while set. */
+static int hold_xfers;
+static int drop_xfers_to_joiners(const struct frame *f) {
+  struct smr_wire_hdr h;
+  struct smr_wire_msg m;
+  return !(hold_xfers && f->to >= 2 &&
+           smr_wire_decode(f->data, f->len, &h, &m) == 0 &&
+           h.type == SMR_MSG_XFER);
+}
+
+/* The two members that hold the state both leave while three joiners are
+ * still receiving it: the leavers stay, marked as leaving in the view,
+ * until a joiner has the state, and the view does not change meanwhile.
+ * (Each leaver took the other for a member that stays: both changed the
+ * view at once, the change kept both, and so on forever.) */
+static void test_two_leavers_hold_the_state(void **state) {
+  (void)state;
+  cluster_init(2, 5, 0);
+  start_all(2);
+  int two[] = {0, 1}, all[] = {0, 1, 2, 3, 4}, joiners[] = {2, 3, 4};
+  settle(2, two, 2);
+  for (int r = 0; r < 10; r++) submit(0, "a-%d", r);
+  run(50);
+  hold_xfers = 1;
+  K.filter = drop_xfers_to_joiners;
+  for (int i = 2; i < 5; i++) node_start(i, 0);
+  for (int t = 0; t < 3000 && st_of(0).view->n != 5; t++) step();
+  assert_int_equal(st_of(0).view->n, 5);
+  assert_true(st_of(2).lacks_state != 0);
+  assert_int_equal(smr_core_leave(K.nodes[0].c, K.now), 0);
+  assert_int_equal(smr_core_leave(K.nodes[1].c, K.now), 0);
+  run(100);
+  uint64_t e = st_of(0).view->epoch;
+  run(500); /* 5 x suspect_ms with the transfers held */
+  uint64_t views = st_of(0).view->epoch - e;
+  printf("views installed while held: %llu\n", (unsigned long long)views);
+  assert_true(views <= 1);
+  assert_int_equal(K.nodes[0].left, 0); /* the only copies stay */
+  hold_xfers = 0;
+  K.filter = NULL;
+  settle(3, joiners, 3);
+  run(50);
+  assert_int_equal(K.nodes[0].left, 1);
+  assert_int_equal(K.nodes[1].left, 1);
+  same_history(3, joiners);
+  (void)all;
+}
+
 /* A member that was away rejoins with the state it kept: only the delta. */
 static void test_rejoin_gets_delta(void **state) {
   (void)state;
@@ -835,6 +883,102 @@ static void test_rejoin_gets_delta_by_hashes(void **state) {
   /* Two to decide, one per entry sent: not the whole run twice. */
   printf("log reads with hashes: %llu\n", (unsigned long long)log_reads);
   assert_true(log_reads < 2 * 30);
+}
+
+/* Drops the delta's last entry the first time it is sent: the receiver
+ * sees END one entry short, as after a frame lost to a full queue. */
+static uint64_t drop_xfer_at;
+static int drop_last_delta_entry(const struct frame *f) {
+  struct smr_wire_hdr h;
+  struct smr_wire_msg m;
+  if (drop_xfer_at != 0 && smr_wire_decode(f->data, f->len, &h, &m) == 0 &&
+      h.type == SMR_MSG_XFER && m.u.xfer.kind == SMR_XFER_LOG &&
+      m.u.xfer.offset == drop_xfer_at) {
+    drop_xfer_at = 0;
+    return 0;
+  }
+  return 1;
+}
+
+/* A delta that arrives one entry short is a gap to fill, not a history
+ * that does not chain: the joiner asks for the rest and never takes the
+ * whole state. */
+static void test_delta_gap_not_snapshot(void **state) {
+  (void)state;
+  cluster_init(3, 3, 1);
+  start_all(3);
+  int all[] = {0, 1, 2}, two[] = {0, 1};
+  settle(3, all, 3);
+  for (int r = 0; r < 20; r++) submit(0, "a-%d", r);
+  run(100);
+  node_crash(2);
+  settle(2, two, 2);
+  for (int r = 0; r < 30; r++) submit(1, "b-%d", r);
+  run(100);
+  drop_xfer_at = K.nodes[0].pos; /* the boundary's entry */
+  K.filter = drop_last_delta_entry;
+  node_start(2, 1);
+  settle(3, all, 3);
+  run(50);
+  K.filter = NULL;
+  assert_int_equal(drop_xfer_at, 0); /* it was dropped */
+  same_history(3, all);
+  assert_int_equal(K.nodes[2].restores, 0); /* no snapshot */
+  assert_int_equal(K.nodes[2].replayed, 30);
+}
+
+/* Holds back the first decision on its way to node 2, so that the
+ * donor's first XFER frames reach it before it has installed the view. */
+static int hold_decide_to_2;
+static int drop_first_decide_to_2(const struct frame *f) {
+  struct smr_wire_hdr h;
+  struct smr_wire_msg m;
+  if (hold_decide_to_2 && f->to == 2 &&
+      smr_wire_decode(f->data, f->len, &h, &m) == 0 &&
+      h.type == SMR_MSG_DECIDE) {
+    hold_decide_to_2 = 0;
+    return 0;
+  }
+  return 1;
+}
+
+/* The donor's first frames overtake the decision (they travel on another
+ * connection): the joiner drops them as of an epoch it has not installed
+ * yet.  Once it installs, it asks again at once instead of waiting
+ * suspect_ms for the transfer to go quiet. */
+static void test_early_xfer_asked_again_at_once(void **state) {
+  (void)state;
+  cluster_init(3, 3, 1);
+  start_all(3);
+  int all[] = {0, 1, 2}, two[] = {0, 1};
+  settle(3, all, 3);
+  for (int r = 0; r < 20; r++) submit(0, "a-%d", r);
+  run(100);
+  node_crash(2);
+  uint64_t e = settle(2, two, 2);
+  for (int r = 0; r < 30; r++) submit(1, "b-%d", r);
+  run(100);
+  hold_decide_to_2 = 1;
+  K.filter = drop_first_decide_to_2;
+  node_start(2, 1);
+  uint64_t installed = 0, caught_up = 0;
+  for (int t = 0; t < 2000 && !caught_up; t++) {
+    struct smr_core_status st = st_of(2);
+    if (!installed && st.state == SMR_ST_NORMAL && st.view->epoch > e)
+      installed = K.now;
+    if (installed && st.has_state) caught_up = K.now;
+    step();
+  }
+  K.filter = NULL;
+  assert_int_equal(hold_decide_to_2, 0); /* the decision was held back */
+  assert_true(installed != 0 && caught_up != 0);
+  printf("installed at %llu, caught up at %llu\n",
+         (unsigned long long)installed, (unsigned long long)caught_up);
+  assert_true(caught_up - installed < 100 / 2); /* suspect_ms is 100 */
+  settle(3, all, 3);
+  run(50);
+  same_history(3, all);
+  assert_int_equal(K.nodes[2].restores, 0);
 }
 
 /* The donor's image of the boundary cannot be made: the joiner would wait
@@ -1020,11 +1164,14 @@ int main(void) {
                                 teardown),
       cmocka_unit_test_teardown(test_graceful_leave, teardown),
       cmocka_unit_test_teardown(test_leave_while_another_fails, teardown),
+      cmocka_unit_test_teardown(test_two_leavers_hold_the_state, teardown),
       cmocka_unit_test_teardown(test_relay_chain, teardown),
       cmocka_unit_test_teardown(test_relay_gap_repaired_by_predecessor,
                                 teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
+      cmocka_unit_test_teardown(test_delta_gap_not_snapshot, teardown),
+      cmocka_unit_test_teardown(test_early_xfer_asked_again_at_once, teardown),
       cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),
       cmocka_unit_test_teardown(test_durable_restart_same_epoch, teardown),
       cmocka_unit_test_teardown(test_total_restart, teardown),
