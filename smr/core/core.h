@@ -115,6 +115,15 @@ struct smr_core_config {
   uint32_t xfer_window;    /* XFER frames sent but not acknowledged */
   int durable;             /* nonzero: emit PERSIST_ENTRY records */
   const struct smr_core_source *source;
+  /* Optional: bytes of frames for member `id` that the transport holds
+   * and has not written yet (its send queue).  A reliable transport loses
+   * a frame only by dropping it (a full queue, a broken connection), so
+   * while frames are still queued for a member its silence is our own
+   * backlog, not a loss, and a repair would queue the same frames again.
+   * Called from inside smr_core_* calls; must not call back into the core.
+   * NULL: frames may be lost anywhere on the way (the simulator). */
+  size_t (*unsent)(void *ctx, const char *id);
+  void *unsent_ctx;
   const struct smr_core_persisted *restore; /* NULL: no local state */
   /* No earlier process of this member ever ran (a new, empty disk): only
    * then may a member without restore vote in epoch 0, the group's

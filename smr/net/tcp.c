@@ -60,8 +60,9 @@
  * connection resends it whole.  Writes are deferred to an ev_prepare
  * watcher (run before the loop sleeps), so everything sent during one
  * loop iteration goes out together.  Reads take everything the socket has
- * (up to a budget per event, then the event is fed again) and hand every
- * complete frame up before reading more.
+ * (up to a budget per loop iteration, then the writes go first and the
+ * event is fed again) and hand every complete frame up before reading
+ * more.
  *
  * Re-entrancy.  Callbacks may call anything, including smr_net_forget()
  * and smr_net_close().  So nothing is freed while a callback may be on the
@@ -103,7 +104,7 @@
 #define RBUF_HELLO 256u          /* before it is up: the hello only */
 #define BUF_KEEP (1u << 20)      /* larger buffers are shrunk when idle */
 #define WRITE_CHUNK (256u << 10) /* bytes offered per write call */
-#define READ_BUDGET (4u << 20)   /* bytes read per readable event */
+#define READ_BUDGET (1u << 20)   /* bytes read per loop iteration */
 #define MAX_PENDING 128          /* inbound connections not yet up */
 #define MAX_PEERS 1024
 #define LOG_BURST 50             /* log lines per second, then suppressed */
@@ -134,6 +135,7 @@ struct conn {
   unsigned wblocked : 1;       /* a write would block: waiting for EV_WRITE */
   unsigned wr_wants_read : 1;  /* TLS write waits for EV_READ */
   unsigned rd_wants_write : 1; /* TLS read waits for EV_WRITE */
+  unsigned read_more : 1;      /* read budget spent: read on after writes */
   int fd;
   int events; /* what io watches */
   SSL *ssl;
@@ -1061,9 +1063,15 @@ static void conn_read(struct conn *c) {
       if (c->dead || n->closing) return;
     }
     if ((size_t)r >= budget) {
-      /* Let other connections in; TLS may hold bytes the socket no longer
-       * signals, so come back by feeding the event. */
-      ev_feed_event(n->loop, &c->io, EV_READ);
+      /* Let the writes in first: a fed event would run again before the
+       * prepare watcher, so a member that passes a stream on (the relay
+       * chain) read all of it before it wrote any (its successor, quiet
+       * for 100 ms, was repaired by the leader with the whole stream).
+       * on_prepare writes, then feeds the event (TLS may hold bytes the
+       * socket no longer signals); the kick keeps the loop awake. */
+      c->read_more = 1;
+      net_want_flush(n);
+      ev_idle_start(n->loop, &n->kick);
       return;
     }
     budget -= (size_t)r;
@@ -1550,6 +1558,12 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
   /* Still more after many rounds (on_writable keeps sending): make sure
    * the loop comes round again without sleeping. */
   if (!n->closing && ev_is_active(&n->prep)) ev_idle_start(loop, &n->kick);
+  /* Reads that spent their budget go on now that the writes are out. */
+  for (struct conn *c = n->conns; c != NULL && !n->closing; c = c->next)
+    if (c->read_more && !c->dead) {
+      c->read_more = 0;
+      ev_feed_event(loop, &c->io, EV_READ);
+    }
   net_leave(n);
 }
 

@@ -1127,6 +1127,13 @@ static void net_frame(void *ctx, const char *peer, const uint8_t *frame,
   drain(g);
 }
 
+/* The core's question before it repairs a member: are frames for it
+ * still waiting in our queue?  (None before the transport is open.) */
+static size_t net_unsent(void *ctx, const char *id) {
+  struct smr *g = ctx;
+  return g->net != NULL ? smr_net_queued(g->net, id) : 0;
+}
+
 static void net_lost(void *ctx, const char *peer) {
   struct smr *g = ctx;
   smr_core_peer_lost(g->core, now_ms(), peer);
@@ -1413,6 +1420,8 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
   cc.xfer_window = 8;
   cc.durable = cfg->durable;
   cc.source = &g->src;
+  cc.unsent = net_unsent;
+  cc.unsent_ctx = g;
   /* With durability, a restart carries on from its view; without, the
    * process rejoins with its checkpointed state and asks for the delta. */
   if (cfg->durable && rec.has_view) {

@@ -94,6 +94,15 @@ static int snaps_to_fail;
 static uint64_t log_reads;
 static int log_gone; /* the source no longer retains any entry */
 
+/* The transport's queue as the core sees it (config.unsent): frames for
+ * node i are "still queued" while stuck_to[i] is set. */
+static int stuck_to[MAXN];
+static size_t test_unsent(void *ctx, const char *id) {
+  (void)ctx;
+  int i = node_index(id);
+  return i >= 0 && stuck_to[i] ? 4096 : 0;
+}
+
 static int src_log_read(void *ctx, uint64_t pos, struct smr_log_entry *e) {
   struct node *nd = ctx;
   if (log_gone || pos == 0 || pos > nd->pos || pos > MAXLOG ||
@@ -190,6 +199,7 @@ static struct smr_core_config base_cfg(struct node *nd) {
   nd->src.snap_read = src_snap_read;
   nd->src.snap_close = src_snap_close;
   cfg.source = &nd->src;
+  cfg.unsent = test_unsent;
   return cfg;
 }
 
@@ -885,6 +895,43 @@ static void test_rejoin_gets_delta_by_hashes(void **state) {
   assert_true(log_reads < 2 * 30);
 }
 
+/* Holds every ORDER to node 2 back, as a transport whose queue to it has
+ * not drained would. */
+static int drop_orders_to_2(const struct frame *f) {
+  struct smr_wire_hdr h;
+  struct smr_wire_msg m;
+  return !(f->to == 2 && smr_wire_decode(f->data, f->len, &h, &m) == 0 &&
+           h.type == SMR_MSG_ORDER);
+}
+
+/* A member whose frames are still in our transport's queue is not
+ * repaired however long it is quiet (the same frames would be queued
+ * twice); once the queue has drained and it stays behind, it is. */
+static void test_no_repair_while_queued(void **state) {
+  (void)state;
+  cluster_init(3, 3, 0);
+  start_all(3);
+  int all[] = {0, 1, 2};
+  settle(3, all, 3);
+  stuck_to[2] = 1;
+  K.filter = drop_orders_to_2; /* "queued": they never arrive */
+  for (int r = 0; r < 10; r++) submit(0, "q-%d", r);
+  run(60); /* 6 heartbeats, less than suspect_ms */
+  assert_int_equal(st_of(0).repairs, 0);
+  assert_int_equal(K.nodes[2].pos, 0);
+  assert_int_equal(K.nodes[0].pos, 0); /* not stable without node 2 */
+  /* The queue drains, but what it held was lost (a broken connection):
+   * after the quiet the member is repaired. */
+  stuck_to[2] = 0;
+  K.filter = NULL;
+  run(60);
+  assert_true(st_of(0).repairs > 0);
+  settle(3, all, 3);
+  run(20);
+  same_history(3, all);
+  assert_int_equal(K.nodes[2].pos, 10);
+}
+
 /* Drops the delta's last entry the first time it is sent: the receiver
  * sees END one entry short, as after a frame lost to a full queue. */
 static uint64_t drop_xfer_at;
@@ -1149,6 +1196,7 @@ static void test_flow_control(void **state) {
 static int teardown(void **state) {
   (void)state;
   cluster_init(0, 0, 0);
+  memset(stuck_to, 0, sizeof(stuck_to));
   return 0;
 }
 
@@ -1171,6 +1219,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_rejoin_gets_delta, teardown),
       cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
       cmocka_unit_test_teardown(test_delta_gap_not_snapshot, teardown),
+      cmocka_unit_test_teardown(test_no_repair_while_queued, teardown),
       cmocka_unit_test_teardown(test_early_xfer_asked_again_at_once, teardown),
       cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),
       cmocka_unit_test_teardown(test_durable_restart_same_epoch, teardown),
