@@ -66,8 +66,9 @@
  *              window the whole run is queued at once: the primary orders
  *              it in batches of 1 MiB and the transport queues them all,
  *              up to 64 MiB per member; a member whose acknowledgement
- *              the primary has not seen move for 3 heartbeat intervals is
- *              sent everything it lacks again: order_repairs below);
+ *              the primary has not seen move for 3 heartbeat intervals
+ *              once nothing for it is queued any more is sent everything
+ *              it lacks again: order_repairs below);
  *   pingpong   (with --pingpong M) M PINGs one at a time, the next
  *              submitted from the previous one's reply; the latency is
  *              submit to reply: ordered, stable at every member and

@@ -11,7 +11,10 @@
 #   - 64 KiB frames from member 1 to member 2 (the pair ib_write_bw used);
 #   - the same to members 2 and 3 at once (what the primary does with every
 #     ORDER: one copy per backup);
-#   - 2000 ping-pongs of a 2-byte frame with member 2 (beside ib_send_lat).
+#   - 2000 ping-pongs of a 2-byte frame with member 2 (beside ib_send_lat);
+# then smr_group_bench (bench/group_bench.c, step 6e): the whole ordered,
+# stable multicast of a 3-member libsmr group, kind tcp and rdma, relay off
+# and chain, 1000 requests of 64 KiB and 500 ping-pongs of 2 bytes.
 # It prints the NET_BENCH lines and INFO lines with the ratios to perftest,
 # and writes them to bench/results/vm_rdma_bench-DATE.txt.
 #
@@ -35,5 +38,5 @@ mkdir -p "$SRC/bench/results"
 out=$SRC/bench/results/vm_rdma_bench-$(date -u +%Y%m%dT%H%M%SZ).txt
 RXE_BENCH=1 RXE_BENCH_COUNT=$count RXE_SKIP_GROUP=1 RXE_PROBE_RECORDS=20000 \
   "$SRC/tests/vm/test_rxe.sh" "$BUILD" 2>&1 |
-  grep -E '^(RXE_BASELINE|RDMA_PROBE|NET_BENCH|INFO|FAIL)' | tee "$out"
+  grep -E '^(RXE_BASELINE|RDMA_PROBE|NET_BENCH|GROUP_BENCH|INFO|FAIL)' | tee "$out"
 echo "(saved in $out)"

@@ -305,6 +305,14 @@ int smr_core_leave(struct smr_core *c, uint64_t now);
 /* The transport lost frames to or from this member (connection reset). */
 void smr_core_peer_lost(struct smr_core *c, uint64_t now, const char *id);
 
+/* The transport refused a frame of ours for this member (its queue was
+ * full) and dropped it.  With config.unsent set, the core repairs a
+ * member that lags soon after such a drop (once its queue has drained),
+ * and otherwise only after suspect_ms/2 of silence: a reliable transport
+ * loses nothing else, and a slow member is not one that lost frames.
+ * Only records the fact (no outputs): may be called while polling. */
+void smr_core_send_dropped(struct smr_core *c, const char *id);
+
 /* Takes the next output; returns 1 and fills ev, or 0 when none is left.
  * Pointers in ev stay valid until the next call into the core. */
 int smr_core_poll(struct smr_core *c, struct smr_event *ev);

@@ -953,7 +953,10 @@ static void drain(struct smr *g) {
       sync_store(g);
       rc = smr_net_send(g->net, ev.u.send.to->id, ev.u.send.to->addr,
                         ev.u.send.data, ev.u.send.len);
-      if (rc < 0) g->send_dropped++; /* the core repairs lost frames */
+      if (rc < 0) { /* the core repairs lost frames */
+        g->send_dropped++;
+        smr_core_send_dropped(g->core, ev.u.send.to->id);
+      }
       g->sent = 1;
       break;
     case SMR_EV_DELIVER:

@@ -16,7 +16,9 @@
 # With RXE_BASELINE_OUT=FILE the RXE_BASELINE line is also written to FILE
 # (on the host).  RXE_TOPOLOGY, RXE_BW_ITERS, RXE_LAT_ITERS and
 # RXE_PROBE_RECORDS, RXE_SKIP_PERFTEST, RXE_SKIP_GROUP, RXE_SKIP_PROBE, RXE_BENCH and
-# RXE_BENCH_COUNT are passed on.
+# RXE_BENCH_COUNT, RXE_SKIP_NETBENCH, RXE_GROUP_COUNT, RXE_GROUP_TIMEOUT,
+# RXE_GROUP_WINDOW and RXE_GROUP_VERBOSE
+# are passed on.
 #
 # Skips (77) if not root, if run-vm cannot run a VM here (run-vm --check),
 # or if the RDMA user-space tools are missing (tests/install-deps: rdma-core,
@@ -55,7 +57,7 @@ fi
 source "$SRC/tests/vm/lib.sh"
 mapfile -t vis < <(vm_share_args "$SRC" "$BUILD" "$PWD")
 envs=()
-for v in RXE_TOPOLOGY RXE_BW_ITERS RXE_LAT_ITERS RXE_PROBE_RECORDS RXE_SKIP_PERFTEST RXE_SKIP_GROUP RXE_SKIP_PROBE RXE_BENCH RXE_BENCH_COUNT; do
+for v in RXE_TOPOLOGY RXE_BW_ITERS RXE_LAT_ITERS RXE_PROBE_RECORDS RXE_SKIP_PERFTEST RXE_SKIP_GROUP RXE_SKIP_PROBE RXE_BENCH RXE_BENCH_COUNT RXE_SKIP_NETBENCH RXE_GROUP_COUNT RXE_GROUP_TIMEOUT RXE_GROUP_WINDOW RXE_GROUP_VERBOSE; do
   if [[ -n ${!v:-} ]]; then envs+=(--env "$v=${!v}"); fi
 done
 out=()
