@@ -1963,8 +1963,18 @@ static void leader_repair(struct smr_core *c) {
      * one quiet for half the suspicion time (its predecessor may have
      * failed). */
     uint64_t quiet = 3ull * c->heartbeat_ms;
-    if (relaying(c) && r >= 2 && quiet < c->suspect_ms / 2)
-      quiet = c->suspect_ms / 2;
+    if (relaying(c) && r >= 2) {
+      if (quiet < c->suspect_ms / 2) quiet = c->suspect_ms / 2;
+      /* Its predecessor lacks entries too: the lag is the chain's
+       * pipeline (under TCG, a relay's backlog took longer than
+       * suspect_ms/2 to pass on, and the leader resent 33 batches).
+       * The quiet counts once the predecessor has everything. */
+      if (c->peers[r - 1].received < c->received &&
+          c->peers[r].received < c->received) {
+        c->peers[r].behind_since = c->now;
+        continue;
+      }
+    }
     repair_peer(c, r, quiet);
   }
 }

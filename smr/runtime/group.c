@@ -340,6 +340,34 @@ static void going_prune(struct smr *g) {
   }
 }
 
+/* A view change begins: say why, as far as this member knows (the members
+ * it suspects and those leaving; otherwise joiners, or another member's
+ * reason). */
+static void log_wedged(struct smr *g) {
+  struct smr_core_status cs;
+  smr_core_status(g->core, &cs);
+  char why[256] = "";
+  size_t off = 0;
+  const char *sep = "";
+  for (int pass = 0; pass < 2; pass++) {
+    uint32_t mask = pass == 0 ? cs.suspects : cs.leaving_mask;
+    if (mask == 0) continue;
+    int k = snprintf(why + off, sizeof(why) - off, "%s%s", sep,
+                     pass == 0 ? "suspected:" : "leaving:");
+    if (k < 0 || (size_t)k >= sizeof(why) - off) break;
+    off += (size_t)k;
+    for (uint32_t r = 0; r < cs.view->n && r < 32; r++) {
+      if (!(mask & (1u << r))) continue;
+      k = snprintf(why + off, sizeof(why) - off, " %s", cs.view->m[r].id);
+      if (k < 0 || (size_t)k >= sizeof(why) - off) break;
+      off += (size_t)k;
+    }
+    sep = "; ";
+  }
+  glog(g, SMR_LOG_INFO, "view %" PRIu64 ": change under way%s%s%s",
+       g->view.epoch, off ? " (" : "", why, off ? ")" : "");
+}
+
 /* As the donor: which kind of transfer a member gets, and why it is not a
  * delta when it is not (the operator's first question after a slow
  * rejoin). */
@@ -966,8 +994,7 @@ static void drain(struct smr *g) {
       on_view_event(g, &ev);
       break;
     case SMR_EV_WEDGED:
-      glog(g, SMR_LOG_INFO, "view %" PRIu64 ": change under way",
-           g->view.epoch);
+      log_wedged(g);
       break;
     case SMR_EV_QUORUM_LOST:
       glog(g, SMR_LOG_WARN, "view %" PRIu64 ": no majority reachable; "
