@@ -38,5 +38,5 @@ mkdir -p "$SRC/bench/results"
 out=$SRC/bench/results/vm_rdma_bench-$(date -u +%Y%m%dT%H%M%SZ).txt
 RXE_BENCH=1 RXE_BENCH_COUNT=$count RXE_SKIP_GROUP=1 RXE_PROBE_RECORDS=20000 \
   "$SRC/tests/vm/test_rxe.sh" "$BUILD" 2>&1 |
-  grep -E '^(RXE_BASELINE|RDMA_PROBE|NET_BENCH|GROUP_BENCH|INFO|FAIL)' | tee "$out"
+  grep -E '^(RXE_BASELINE|RDMA_PROBE|NET_BENCH|GROUP_BENCH|INFO|FAIL|    n[0-9]: )' | tee "$out"
 echo "(saved in $out)"

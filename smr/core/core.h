@@ -124,6 +124,10 @@ struct smr_core_config {
    * NULL: frames may be lost anywhere on the way (the simulator). */
   size_t (*unsent)(void *ctx, const char *id);
   void *unsent_ctx;
+  /* Payload bytes of local submissions not yet delivered, beyond which
+   * smr_core_submit says -EAGAIN (one is always taken); 0: no bound but
+   * max_pending's count. */
+  uint64_t max_pending_bytes;
   const struct smr_core_persisted *restore; /* NULL: no local state */
   /* No earlier process of this member ever ran (a new, empty disk): only
    * then may a member without restore vote in epoch 0, the group's

@@ -1446,6 +1446,7 @@ int smr_open(const struct smr_config *cfg, struct smr **out, char *err,
   cc.relay = cfg->relay;
   cc.max_inflight = 100000;
   cc.max_pending = 100000;
+  cc.max_pending_bytes = 32u << 20;
   cc.xfer_chunk = 256u << 10;
   cc.xfer_window = 8;
   cc.durable = cfg->durable;

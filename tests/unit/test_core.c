@@ -76,6 +76,7 @@ static struct cluster {
   uint64_t now;
   int durable;
   int relay; /* ORDERs along the chain of ranks */
+  uint64_t max_pending_bytes;
   /* hook: called for each frame before delivery; return 0 to drop */
   int (*filter)(const struct frame *f);
 } K;
@@ -200,6 +201,7 @@ static struct smr_core_config base_cfg(struct node *nd) {
   nd->src.snap_close = src_snap_close;
   cfg.source = &nd->src;
   cfg.unsent = test_unsent;
+  cfg.max_pending_bytes = K.max_pending_bytes;
   return cfg;
 }
 
@@ -897,6 +899,29 @@ static void test_rejoin_gets_delta_by_hashes(void **state) {
   assert_true(log_reads < 2 * 30);
 }
 
+/* Submissions are bounded by their bytes as well as their count: past the
+ * bound the program is told to wait (one is always taken), and once its
+ * submissions are delivered it may go on. */
+static void test_pending_bytes_bound(void **state) {
+  (void)state;
+  cluster_init(3, 3, 0);
+  K.max_pending_bytes = 100;
+  start_all(3);
+  int all[] = {0, 1, 2};
+  settle(3, all, 3);
+  char big[80];
+  memset(big, 'x', sizeof(big));
+  assert_int_equal(smr_core_submit(K.nodes[1].c, K.now, big, 80), 0);
+  assert_int_equal(smr_core_submit(K.nodes[1].c, K.now, big, 30), -EAGAIN);
+  assert_int_equal(smr_core_submit(K.nodes[1].c, K.now, big, 20), 0);
+  run(50);
+  assert_int_equal(K.nodes[1].pos, 2);
+  assert_int_equal(smr_core_submit(K.nodes[1].c, K.now, big, 80), 0);
+  run(50);
+  same_history(3, all);
+  assert_int_equal(K.nodes[0].pos, 3);
+}
+
 /* Holds every ORDER to node 2 back, as a transport whose queue to it has
  * not drained would. */
 static int drop_orders_to_2(const struct frame *f) {
@@ -1224,6 +1249,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_rejoin_gets_delta_by_hashes, teardown),
       cmocka_unit_test_teardown(test_delta_gap_not_snapshot, teardown),
       cmocka_unit_test_teardown(test_no_repair_while_queued, teardown),
+      cmocka_unit_test_teardown(test_pending_bytes_bound, teardown),
       cmocka_unit_test_teardown(test_early_xfer_asked_again_at_once, teardown),
       cmocka_unit_test_teardown(test_failed_snapshot_changes_view, teardown),
       cmocka_unit_test_teardown(test_durable_restart_same_epoch, teardown),

@@ -184,8 +184,9 @@ void smr_close(struct smr *g);
 #define SMR_MAX_REQUEST (1u << 20)
 
 /* Multicasts a request.  Returns 0 (on_reply or on_dropped follows),
- * -EAGAIN (too many outstanding: retry after replies), -EMSGSIZE, or
- * -ENOTCONN (left the group). */
+ * -EAGAIN (too many outstanding, 100,000 requests or 32 MiB of them; one
+ * is always taken: retry after replies), -EMSGSIZE, or -ENOTCONN (left
+ * the group). */
 int smr_submit(struct smr *g, const void *req, size_t len, void *cookie);
 
 /* Every member checkpoints at the same position (a control message in the
