@@ -866,9 +866,10 @@ static void test_two_leavers_hold_the_state(void **state) {
   (void)all;
 }
 
-/* A member that was away rejoins with the state it kept: only the delta. */
-static void test_rejoin_gets_delta(void **state) {
-  (void)state;
+/* A durable group of three in which node 2 crashed after 20 messages and
+ * the other two went on for 30 more: node 2's disk is 30 behind.  Returns
+ * the epoch of the two-member view. */
+static uint64_t one_member_behind(void) {
   cluster_init(3, 3, 1);
   start_all(3);
   int all[] = {0, 1, 2}, two[] = {0, 1};
@@ -876,9 +877,17 @@ static void test_rejoin_gets_delta(void **state) {
   for (int r = 0; r < 20; r++) submit(0, "a-%d", r);
   run(100);
   node_crash(2);
-  settle(2, two, 2);
+  uint64_t e = settle(2, two, 2);
   for (int r = 0; r < 30; r++) submit(1, "b-%d", r);
   run(100);
+  return e;
+}
+
+/* A member that was away rejoins with the state it kept: only the delta. */
+static void test_rejoin_gets_delta(void **state) {
+  (void)state;
+  int all[] = {0, 1, 2};
+  one_member_behind();
   node_start(2, 1); /* back from its disk, behind the group */
   settle(3, all, 3);
   run(50);
@@ -981,16 +990,8 @@ static int drop_last_delta_entry(const struct frame *f) {
  * whole state. */
 static void test_delta_gap_not_snapshot(void **state) {
   (void)state;
-  cluster_init(3, 3, 1);
-  start_all(3);
-  int all[] = {0, 1, 2}, two[] = {0, 1};
-  settle(3, all, 3);
-  for (int r = 0; r < 20; r++) submit(0, "a-%d", r);
-  run(100);
-  node_crash(2);
-  settle(2, two, 2);
-  for (int r = 0; r < 30; r++) submit(1, "b-%d", r);
-  run(100);
+  int all[] = {0, 1, 2};
+  one_member_behind();
   drop_xfer_at = K.nodes[0].pos; /* the boundary's entry */
   K.filter = drop_last_delta_entry;
   node_start(2, 1);
@@ -1024,16 +1025,8 @@ static int drop_first_decide_to_2(const struct frame *f) {
  * suspect_ms for the transfer to go quiet. */
 static void test_early_xfer_asked_again_at_once(void **state) {
   (void)state;
-  cluster_init(3, 3, 1);
-  start_all(3);
-  int all[] = {0, 1, 2}, two[] = {0, 1};
-  settle(3, all, 3);
-  for (int r = 0; r < 20; r++) submit(0, "a-%d", r);
-  run(100);
-  node_crash(2);
-  uint64_t e = settle(2, two, 2);
-  for (int r = 0; r < 30; r++) submit(1, "b-%d", r);
-  run(100);
+  int all[] = {0, 1, 2};
+  uint64_t e = one_member_behind();
   hold_decide_to_2 = 1;
   K.filter = drop_first_decide_to_2;
   node_start(2, 1);
