@@ -135,6 +135,8 @@
 
 #include <ev.h>
 
+#include "bench_util.h"
+#include "le.h"
 #include "smr/smr.h"
 
 #define GROUP_NAME "smr_group_bench"
@@ -258,27 +260,6 @@ struct bench {
   char last_log[256];
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void usage_exit(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-static void usage_exit(const char *fmt, ...) {
-  if (fmt != NULL) {
-    va_list ap;
-    fprintf(stderr, "smr_group_bench: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-  }
-  fputs(usage_text, stderr);
-  exit(2);
-}
-
 /* Records the first failure and stops the loop; main() reports it. */
 static void fail(struct bench *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -304,16 +285,6 @@ static void fail(struct bench *b, const char *fmt, ...) {
 static void finish_soon(struct bench *b) {
   if (ev_is_active(&b->finish_w) || b->finished || b->failed) return;
   ev_prepare_start(b->loop, &b->finish_w);
-}
-
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
 }
 
 /* ------------------------------------------------------------ service */
@@ -347,7 +318,7 @@ static uint64_t check_request(struct state *s, const uint8_t *req,
   switch (req[0]) {
     case K_DATA: {
       if (len < HDR_LEN) break;
-      uint64_t idx = get_u64(req + 1);
+      uint64_t idx = smr_le_get64(req + 1);
       bad = idx != s->data_next || !pattern_ok(req, len, idx);
       s->data_next = idx + 1;
       s->data_bytes += len;
@@ -355,8 +326,8 @@ static uint64_t check_request(struct state *s, const uint8_t *req,
     }
     case K_LAST:
       if (len != LAST_LEN) break;
-      bad = s->data_next != get_u64(req + 1) ||
-            s->data_bytes != get_u64(req + 1) * get_u64(req + 9);
+      bad = s->data_next != smr_le_get64(req + 1) ||
+            s->data_bytes != smr_le_get64(req + 1) * smr_le_get64(req + 9);
       s->data_next = 0;
       s->data_bytes = 0;
       break;
@@ -367,7 +338,7 @@ static uint64_t check_request(struct state *s, const uint8_t *req,
       break;
     case K_BYE:
       if (len != BYE_LEN) break;
-      bad = get_u64(req + 1) != s->pings;
+      bad = smr_le_get64(req + 1) != s->pings;
       s->pings = 0;
       break;
   }
@@ -376,10 +347,10 @@ static uint64_t check_request(struct state *s, const uint8_t *req,
 
 static void state_digest(const struct state *s, uint8_t out[SMR_DIGEST_LEN]) {
   memset(out, 0, SMR_DIGEST_LEN);
-  put_u64(out, s->applied);
-  put_u64(out + 8, s->bytes);
-  put_u64(out + 16, s->hash);
-  put_u64(out + 24, s->errors);
+  smr_le_put64(out, s->applied);
+  smr_le_put64(out + 8, s->bytes);
+  smr_le_put64(out + 16, s->hash);
+  smr_le_put64(out + 24, s->errors);
 }
 
 static void request_applied(struct bench *b, const uint8_t *req, size_t len);
@@ -393,11 +364,11 @@ static int svc_apply(void *ctx, uint64_t pos, const uint8_t *req, size_t len,
   s->errors += check_request(s, req, len);
   s->applied++;
   s->bytes += len;
-  put_u64(lenb, len);
+  smr_le_put64(lenb, len);
   s->hash = fnv_chain(s->hash, req, len < HASH_PREFIX ? len : HASH_PREFIX);
   s->hash = fnv_chain(s->hash, lenb, sizeof lenb);
   request_applied(v->b, req, len);
-  put_u64(r, s->applied);
+  smr_le_put64(r, s->applied);
   return smr_buf_append(reply, r, sizeof r);
 }
 
@@ -406,7 +377,7 @@ static void state_encode(const struct state *s, uint8_t img[IMG_LEN]) {
                                  s->errors,    s->data_next, s->data_bytes,
                                  s->pings};
   memcpy(img, IMG_MAGIC, 8);
-  for (int i = 0; i < IMG_WORDS; i++) put_u64(img + 8 + 8 * i, w[i]);
+  for (int i = 0; i < IMG_WORDS; i++) smr_le_put64(img + 8 + 8 * i, w[i]);
 }
 
 static int svc_snap_open(void *ctx, void **snap) {
@@ -461,13 +432,13 @@ static int svc_restore_end(void *ctx) {
   if (v->img_len != IMG_LEN || memcmp(v->img, IMG_MAGIC, 8) != 0)
     return -EINVAL;
   const uint8_t *p = v->img + 8;
-  v->s.applied = get_u64(p);
-  v->s.bytes = get_u64(p + 8);
-  v->s.hash = get_u64(p + 16);
-  v->s.errors = get_u64(p + 24);
-  v->s.data_next = get_u64(p + 32);
-  v->s.data_bytes = get_u64(p + 40);
-  v->s.pings = get_u64(p + 48);
+  v->s.applied = smr_le_get64(p);
+  v->s.bytes = smr_le_get64(p + 8);
+  v->s.hash = smr_le_get64(p + 16);
+  v->s.errors = smr_le_get64(p + 24);
+  v->s.data_next = smr_le_get64(p + 32);
+  v->s.data_bytes = smr_le_get64(p + 40);
+  v->s.pings = smr_le_get64(p + 48);
   return 0;
 }
 
@@ -503,7 +474,7 @@ static int submit(struct bench *b, const uint8_t *req, size_t len,
                   const char *what) {
   if (b->submitted == 0) {
     b->base = b->svc.s.applied;
-    b->t_start = now_s();
+    b->t_start = bench_now_s();
   }
   int rc = smr_submit(b->g, req, len, (void *)(uintptr_t)(b->submitted + 1));
   if (rc == 0) {
@@ -521,7 +492,7 @@ static void feed(struct bench *b) {
     if (b->window > 0 && b->submitted - b->replied >= b->window) return;
     if (b->req_idx != idx) {
       b->req[0] = K_DATA;
-      put_u64(b->req + 1, idx);
+      smr_le_put64(b->req + 1, idx);
       memcpy(b->req + HDR_LEN, b->pattern + idx % 256 + HDR_LEN,
              b->size - HDR_LEN);
       b->req_idx = idx;
@@ -532,15 +503,15 @@ static void feed(struct bench *b) {
   if (!b->failed && !b->last_submitted &&
       (b->window == 0 || b->submitted - b->replied < b->window)) {
     uint8_t last[LAST_LEN] = {K_LAST};
-    put_u64(last + 1, b->count);
-    put_u64(last + 9, b->size);
+    smr_le_put64(last + 1, b->count);
+    smr_le_put64(last + 9, b->size);
     if (submit(b, last, sizeof last, "LAST") == 0) b->last_submitted = 1;
   }
 }
 
 static void send_ping(struct bench *b) {
   uint8_t ping[PING_LEN] = {K_PING, (uint8_t)b->pings_done};
-  b->ping_at = now_s();
+  b->ping_at = bench_now_s();
   if (submit(b, ping, sizeof ping, "a PING") == -EAGAIN)
     fail(b, "smr_submit of a PING: -EAGAIN with nothing outstanding");
 }
@@ -551,7 +522,7 @@ static void send_bye(struct bench *b) {
   /* (Not at the end: the others leave as soon as they applied BYE.) */
   smr_status(b->g, &st);
   b->suspicions = st.suspicions;
-  put_u64(bye + 1, b->pingpong);
+  smr_le_put64(bye + 1, b->pingpong);
   phase_start(b, PH_BYE);
   if (submit(b, bye, sizeof bye, "BYE") == -EAGAIN)
     fail(b, "smr_submit of BYE: -EAGAIN with nothing outstanding");
@@ -582,7 +553,7 @@ static void maybe_start(struct bench *b) {
 }
 
 static void bandwidth_done(struct bench *b) {
-  b->t_end = now_s();
+  b->t_end = bench_now_s();
   if (b->pingpong == 0) {
     send_bye(b);
     return;
@@ -595,7 +566,7 @@ static void on_reply(void *ctx, void *cookie, const uint8_t *reply,
                      size_t len) {
   struct bench *b = ctx;
   uint64_t n = (uint64_t)(uintptr_t)cookie;
-  double t = now_s();
+  double t = bench_now_s();
 
   if (b->failed || b->finished) return;
   if (!b->sender || n == 0 || n > b->submitted) {
@@ -603,12 +574,12 @@ static void on_reply(void *ctx, void *cookie, const uint8_t *reply,
     return;
   }
   if (n != b->replied + 1 || len != REPLY_LEN ||
-      get_u64(reply) != b->base + n) {
+      smr_le_get64(reply) != b->base + n) {
     if (b->reply_errors++ < 5)
       fprintf(stderr, "smr_group_bench: %s: request %" PRIu64 ": reply %s%"
               PRIu64 " (%zu bytes) after %" PRIu64 " replies; expected %"
               PRIu64 "\n", b->id, n, len == REPLY_LEN ? "" : "length ",
-              len == REPLY_LEN ? get_u64(reply) : (uint64_t)len, len,
+              len == REPLY_LEN ? smr_le_get64(reply) : (uint64_t)len, len,
               b->replied, b->base + n);
   }
   b->replied++;
@@ -784,17 +755,6 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* -------------------------------------------------------------- report */
 
-static int cmp_double(const void *a, const void *c) {
-  double x = *(const double *)a, y = *(const double *)c;
-  return (x > y) - (x < y);
-}
-
-/* Nearest rank: the smallest value with pct percent at or below it. */
-static double percentile(const double *v, uint64_t n, uint64_t pct) {
-  uint64_t k = (pct * n + 99) / 100;
-  return v[k > 0 ? k - 1 : 0];
-}
-
 static int sender_report(struct bench *b) {
   struct smr_status st;
   double secs = b->t_end - b->t_start;
@@ -809,10 +769,9 @@ static int sender_report(struct bench *b) {
          b->n_members, b->size, b->count, b->window, secs, mbps,
          mbps * (b->n_members - 1), b->pingpong);
   if (b->pingpong > 0) {
-    qsort(b->lat, b->pingpong, sizeof *b->lat, cmp_double);
-    printf(" lat_us_p50=%.1f lat_us_p99=%.1f",
-           percentile(b->lat, b->pingpong, 50) * 1e6,
-           percentile(b->lat, b->pingpong, 99) * 1e6);
+    double p50, p99;
+    bench_percentiles(b->lat, b->pingpong, &p50, &p99);
+    printf(" lat_us_p50=%.1f lat_us_p99=%.1f", p50 * 1e6, p99 * 1e6);
   }
   printf(" views=%" PRIu64 " suspicions=%" PRIu64 " relayed=%" PRIu64
          " order_repairs=%" PRIu64 " rdma_links=%" PRIu64 " rdma_bytes_out=%"
@@ -858,18 +817,6 @@ static void on_finish(struct ev_loop *loop, ev_prepare *w, int revents) {
 
 /* ------------------------------------------------------------- options */
 
-static uint64_t parse_u64(const char *opt, const char *s, uint64_t min,
-                          uint64_t max) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < min ||
-      v > max)
-    usage_exit("--%s %s: expected a number from %" PRIu64 " to %" PRIu64,
-               opt, s, min, max);
-  return v;
-}
-
 /* 1..31 bytes of [A-Za-z0-9._-], starting with a letter or digit. */
 static int id_valid(const char *id) {
   size_t n = strlen(id);
@@ -908,20 +855,22 @@ static int addr_valid(const char *addr) {
 /* "n1=10.0.0.1:7700,n2=10.0.0.2:7700" */
 static void parse_members(struct bench *b, const char *arg) {
   char *copy = strdup(arg), *save = NULL;
-  if (copy == NULL) usage_exit("out of memory");
+  if (copy == NULL) bench_usage_exit("out of memory");
   for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
        tok = strtok_r(NULL, ",", &save)) {
     char *eq = strchr(tok, '=');
-    if (eq == NULL) usage_exit("--members: '%s' is not ID=HOST:PORT", tok);
+    if (eq == NULL)
+      bench_usage_exit("--members: '%s' is not ID=HOST:PORT", tok);
     *eq = '\0';
-    if (!id_valid(tok)) usage_exit("--members: bad member id '%s'", tok);
+    if (!id_valid(tok)) bench_usage_exit("--members: bad member id '%s'", tok);
     if (!addr_valid(eq + 1))
-      usage_exit("--members: bad address '%s' (a numeric HOST:PORT)", eq + 1);
+      bench_usage_exit("--members: bad address '%s' (a numeric HOST:PORT)",
+                       eq + 1);
     for (int i = 0; i < b->n_members; i++)
       if (strcmp(b->members[i].id, tok) == 0)
-        usage_exit("--members: %s twice", tok);
+        bench_usage_exit("--members: %s twice", tok);
     if (b->n_members == MAX_MEMBERS)
-      usage_exit("--members: more than %d", MAX_MEMBERS);
+      bench_usage_exit("--members: more than %d", MAX_MEMBERS);
     struct member *m = &b->members[b->n_members++];
     snprintf(m->id, sizeof m->id, "%s", tok);
     snprintf(m->addr, sizeof m->addr, "%s", eq + 1);
@@ -966,62 +915,66 @@ static void parse_args(struct bench *b, int argc, char **argv) {
       case 'T': b->tls_dir = optarg; break;
       case 'S': b->sender = 1; break;
       case 's':
-        b->size = parse_u64("size", optarg, HDR_LEN, MAX_SIZE);
+        b->size = bench_parse_u64("size", optarg, HDR_LEN, MAX_SIZE);
         have_size = 1;
         break;
       case 'c':
-        b->count = parse_u64("count", optarg, 1, UINT32_MAX);
+        b->count = bench_parse_u64("count", optarg, 1, UINT32_MAX);
         have_count = 1;
         break;
       case 'P':
-        b->pingpong = parse_u64("pingpong", optarg, 0, 10000000);
+        b->pingpong = bench_parse_u64("pingpong", optarg, 0, 10000000);
         break;
       case 't':
         b->timeout = strtod(optarg, &end);
         if (*end != '\0' || !(b->timeout > 0.) || b->timeout > 86400.)
-          usage_exit("--timeout %s: expected seconds (0 to 86400)", optarg);
+          bench_usage_exit("--timeout %s: expected seconds (0 to 86400)",
+                           optarg);
         break;
       case 'd':
         if (optarg[0] == '\0' || strlen(optarg) >= sizeof b->data_dir)
-          usage_exit("--data: a directory (under %zu bytes) is required",
+          bench_usage_exit("--data: a directory (under %zu bytes) is required",
                      sizeof b->data_dir);
         b->data_opt = optarg;
         break;
       case 'H':
-        b->heartbeat_ms = (uint32_t)parse_u64("heartbeat-ms", optarg, 1,
+        b->heartbeat_ms = (uint32_t)bench_parse_u64("heartbeat-ms", optarg, 1,
                                               60000);
         break;
       case 'U':
-        b->suspect_ms = (uint32_t)parse_u64("suspect-ms", optarg, 2, 600000);
+        b->suspect_ms =
+            (uint32_t)bench_parse_u64("suspect-ms", optarg, 2, 600000);
         break;
-      case 'W': b->window = parse_u64("window", optarg, 0, 100000); break;
+      case 'W': b->window = bench_parse_u64("window", optarg, 0, 100000); break;
       case 'v': b->verbose = 1; break;
       case 'h': fputs(usage_text, stdout); exit(0);
-      default: usage_exit(NULL);
+      default: bench_usage_exit(NULL);
     }
   }
-  if (optind != argc) usage_exit("unexpected argument '%s'", argv[optind]);
+  if (optind != argc)
+    bench_usage_exit("unexpected argument '%s'", argv[optind]);
   if (b->id == NULL || !id_valid(b->id))
-    usage_exit("--id: a member id of [A-Za-z0-9._-] is required");
-  if (members == NULL) usage_exit("--members is required");
+    bench_usage_exit("--id: a member id of [A-Za-z0-9._-] is required");
+  if (members == NULL) bench_usage_exit("--members is required");
   parse_members(b, members);
-  if (b->n_members < 2) usage_exit("--members: at least two members");
+  if (b->n_members < 2) bench_usage_exit("--members: at least two members");
   for (int i = 0; i < b->n_members; i++)
     if (strcmp(b->members[i].id, b->id) == 0) b->self_addr = b->members[i].addr;
-  if (b->self_addr == NULL) usage_exit("--members does not name %s", b->id);
+  if (b->self_addr == NULL)
+    bench_usage_exit("--members does not name %s", b->id);
   if (kind == NULL || (strcmp(kind, "tcp") != 0 && strcmp(kind, "rdma") != 0))
-    usage_exit("--kind: tcp or rdma");
+    bench_usage_exit("--kind: tcp or rdma");
   b->rdma = strcmp(kind, "rdma") == 0;
   if (relay != NULL && strcmp(relay, "chain") != 0 && strcmp(relay, "off"))
-    usage_exit("--relay: chain or off");
+    bench_usage_exit("--relay: chain or off");
   b->relay = relay != NULL && strcmp(relay, "chain") == 0;
   if (b->insecure == (b->tls_dir != NULL))
-    usage_exit("one of --insecure and --tls DIR is required");
+    bench_usage_exit("one of --insecure and --tls DIR is required");
   if (b->suspect_ms <= b->heartbeat_ms)
-    usage_exit("--suspect-ms %u must be greater than --heartbeat-ms %u",
+    bench_usage_exit("--suspect-ms %u must be greater than --heartbeat-ms %u",
                b->suspect_ms, b->heartbeat_ms);
   if (b->sender && (!have_size || !have_count))
-    usage_exit("--send needs --size and --count");
+    bench_usage_exit("--send needs --size and --count");
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1042,6 +995,7 @@ int main(int argc, char **argv) {
   char ca[4096], cert[4096], key[4096], err[512];
   int rc = 1;
 
+  bench_init("smr_group_bench", usage_text);
   parse_args(b, argc, argv);
   b->loop = ev_default_loop(0);
   if (b->loop == NULL) {

@@ -68,6 +68,8 @@
 
 #include <ev.h>
 
+#include "bench_util.h"
+#include "le.h"
 #include "net.h"
 #include "wire.h"
 
@@ -154,27 +156,6 @@ struct bench {
   char last_log[256];
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void usage_exit(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-static void usage_exit(const char *fmt, ...) {
-  if (fmt != NULL) {
-    va_list ap;
-    fprintf(stderr, "smr_net_bench: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-  }
-  fputs(usage_text, stderr);
-  exit(2);
-}
-
 /* Records the first failure and stops the loop; main() reports it. */
 static void fail(struct bench *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -201,16 +182,6 @@ static struct peer *peer_find(struct bench *b, const char *id) {
 }
 
 /* ------------------------------------------------------------- frames */
-
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
 
 static uint8_t pattern_byte(uint64_t seq, size_t i) {
   return (uint8_t)(i * 7u + seq);
@@ -310,13 +281,13 @@ static void feed(struct bench *b) {
 
 static void send_ping(struct bench *b) {
   uint8_t d[PING_LEN] = {K_PING, (uint8_t)b->pings_done};
-  b->ping_sent_at = now_s();
+  b->ping_sent_at = bench_now_s();
   int rc = send_small(b, &b->peers[0], b->pings_done, d, sizeof d);
   if (rc < 0) fail(b, "ping to %s: %s", b->peers[0].id, strerror(-rc));
 }
 
 static void bandwidth_done(struct bench *b) {
-  b->t_end = now_s();
+  b->t_end = bench_now_s();
   if (b->pingpong == 0) {
     phase_start(b, PH_END);
     finish(b);
@@ -339,7 +310,7 @@ static void setup_check(struct bench *b) {
   }
   ev_timer_stop(b->loop, &b->tick);
   phase_start(b, PH_BANDWIDTH);
-  b->t_start = now_s();
+  b->t_start = bench_now_s();
   feed(b);
 }
 
@@ -359,9 +330,9 @@ static void sender_frame(struct bench *b, struct peer *p,
     case K_DONE:
       if (b->phase != PH_BANDWIDTH || p->done || e->len != DONE_LEN) break;
       p->done = 1;
-      p->frames = get_u64(e->data + 1);
-      p->bytes = get_u64(e->data + 9);
-      p->errors = get_u64(e->data + 17);
+      p->frames = smr_le_get64(e->data + 1);
+      p->bytes = smr_le_get64(e->data + 9);
+      p->errors = smr_le_get64(e->data + 17);
       if (p->frames != b->count || p->bytes != b->count * b->size) {
         fprintf(stderr, "smr_net_bench: %s received %" PRIu64 " frames, %"
                 PRIu64 " bytes; sent %" PRIu64 ", %" PRIu64 "\n", p->id,
@@ -374,7 +345,7 @@ static void sender_frame(struct bench *b, struct peer *p,
       if (b->phase != PH_PINGPONG || p != &b->peers[0] ||
           e->sender_seq != b->pings_done || e->len != PING_LEN)
         break;
-      b->rtt[b->pings_done++] = now_s() - b->ping_sent_at;
+      b->rtt[b->pings_done++] = bench_now_s() - b->ping_sent_at;
       if (b->pings_done == b->pingpong) {
         phase_start(b, PH_END);
         finish(b);
@@ -419,9 +390,9 @@ static void receiver_frame(struct bench *b, struct peer *p,
       if (e->data[0] == K_LAST) {
         p->finished = 1;
         d[0] = K_DONE;
-        put_u64(d + 1, p->frames);
-        put_u64(d + 9, p->bytes);
-        put_u64(d + 17, p->errors);
+        smr_le_put64(d + 1, p->frames);
+        smr_le_put64(d + 9, p->bytes);
+        smr_le_put64(d + 17, p->errors);
         reply(b, p, e->sender_seq, d, DONE_LEN);
       }
       return;
@@ -609,17 +580,6 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* -------------------------------------------------------------- report */
 
-static int cmp_double(const void *a, const void *c) {
-  double x = *(const double *)a, y = *(const double *)c;
-  return (x > y) - (x < y);
-}
-
-/* Nearest rank: the smallest value with pct percent at or below it. */
-static double percentile(const double *v, uint64_t n, uint64_t pct) {
-  uint64_t k = (pct * n + 99) / 100;
-  return v[k > 0 ? k - 1 : 0];
-}
-
 static int sender_report(struct bench *b) {
   struct smr_net_stats st;
   uint64_t errors = 0;
@@ -633,10 +593,10 @@ static int sender_report(struct bench *b) {
          b->rdma ? "rdma" : "tcp", !b->insecure, b->npeers, b->size, b->count,
          secs, per_peer, per_peer * b->npeers, b->pingpong);
   if (b->pingpong > 0) {
-    qsort(b->rtt, b->pingpong, sizeof *b->rtt, cmp_double);
-    printf(" lat_us_p50=%.1f lat_us_p99=%.1f",
-           percentile(b->rtt, b->pingpong, 50) / 2. * 1e6,
-           percentile(b->rtt, b->pingpong, 99) / 2. * 1e6);
+    double p50, p99;
+    bench_percentiles(b->rtt, b->pingpong, &p50, &p99);
+    printf(" lat_us_p50=%.1f lat_us_p99=%.1f", p50 / 2. * 1e6,
+           p99 / 2. * 1e6);
   }
   printf(" errors=%" PRIu64 " rdma_links=%" PRIu64 " rdma_bytes_out=%" PRIu64
          "\n", errors, st.rdma_links, st.rdma_bytes_out);
@@ -649,32 +609,23 @@ static int sender_report(struct bench *b) {
 
 /* ------------------------------------------------------------- options */
 
-static uint64_t parse_u64(const char *opt, const char *s, uint64_t min,
-                          uint64_t max) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < min ||
-      v > max)
-    usage_exit("--%s %s: expected a number from %" PRIu64 " to %" PRIu64,
-               opt, s, min, max);
-  return v;
-}
-
 /* "n2=10.0.0.2:7100,n3=10.0.0.3:7100" */
 static void parse_peers(struct bench *b, const char *arg) {
   char *copy = strdup(arg), *save = NULL;
-  if (copy == NULL) usage_exit("out of memory");
+  if (copy == NULL) bench_usage_exit("out of memory");
   for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
        tok = strtok_r(NULL, ",", &save)) {
     char *eq = strchr(tok, '=');
-    if (eq == NULL) usage_exit("--peers: '%s' is not ID=HOST:PORT", tok);
+    if (eq == NULL) bench_usage_exit("--peers: '%s' is not ID=HOST:PORT", tok);
     *eq = '\0';
-    if (!smr_net_id_valid(tok)) usage_exit("--peers: bad member id '%s'", tok);
+    if (!smr_net_id_valid(tok))
+      bench_usage_exit("--peers: bad member id '%s'", tok);
     if (!smr_net_addr_valid(eq + 1))
-      usage_exit("--peers: bad address '%s' (a numeric HOST:PORT)", eq + 1);
-    if (peer_find(b, tok) != NULL) usage_exit("--peers: %s twice", tok);
-    if (b->npeers == MAX_PEERS) usage_exit("--peers: more than %d", MAX_PEERS);
+      bench_usage_exit("--peers: bad address '%s' (a numeric HOST:PORT)",
+                       eq + 1);
+    if (peer_find(b, tok) != NULL) bench_usage_exit("--peers: %s twice", tok);
+    if (b->npeers == MAX_PEERS)
+      bench_usage_exit("--peers: more than %d", MAX_PEERS);
     struct peer *p = &b->peers[b->npeers++];
     snprintf(p->id, sizeof p->id, "%s", tok);
     snprintf(p->addr, sizeof p->addr, "%s", eq + 1);
@@ -715,52 +666,58 @@ static void parse_args(struct bench *b, int argc, char **argv) {
       case 'r': role = optarg; break;
       case 'p': peers = optarg; break;
       case 's':
-        b->size = parse_u64("size", optarg, 1, MAX_SIZE);
+        b->size = bench_parse_u64("size", optarg, 1, MAX_SIZE);
         have_size = 1;
         break;
       case 'c':
-        b->count = parse_u64("count", optarg, 1, UINT32_MAX);
+        b->count = bench_parse_u64("count", optarg, 1, UINT32_MAX);
         have_count = 1;
         break;
       case 'P':
-        b->pingpong = parse_u64("pingpong", optarg, 0, 10000000);
+        b->pingpong = bench_parse_u64("pingpong", optarg, 0, 10000000);
         break;
       case 't':
         b->timeout = strtod(optarg, &end);
         if (*end != '\0' || !(b->timeout > 0.) || b->timeout > 86400.)
-          usage_exit("--timeout %s: expected seconds (0 to 86400)", optarg);
+          bench_usage_exit("--timeout %s: expected seconds (0 to 86400)",
+                           optarg);
         break;
-      case 'q': b->queue = parse_u64("queue", optarg, 1, SIZE_MAX / 2); break;
+      case 'q':
+        b->queue = bench_parse_u64("queue", optarg, 1, SIZE_MAX / 2);
+        break;
       case 'C':
         b->conn_timeout_ms =
-            (uint32_t)parse_u64("conn-timeout", optarg, 1, 3600000);
+            (uint32_t)bench_parse_u64("conn-timeout", optarg, 1, 3600000);
         break;
       case 'v': b->verbose = 1; break;
       case 'h': fputs(usage_text, stdout); exit(0);
-      default: usage_exit(NULL);
+      default: bench_usage_exit(NULL);
     }
   }
-  if (optind != argc) usage_exit("unexpected argument '%s'", argv[optind]);
+  if (optind != argc)
+    bench_usage_exit("unexpected argument '%s'", argv[optind]);
   if (b->id == NULL || !smr_net_id_valid(b->id))
-    usage_exit("--id: a member id of [A-Za-z0-9._-] is required");
+    bench_usage_exit("--id: a member id of [A-Za-z0-9._-] is required");
   if (b->listen == NULL || !smr_net_addr_valid(b->listen))
-    usage_exit("--listen: a numeric HOST:PORT is required");
+    bench_usage_exit("--listen: a numeric HOST:PORT is required");
   if (kind == NULL || (strcmp(kind, "tcp") != 0 && strcmp(kind, "rdma") != 0))
-    usage_exit("--kind: tcp or rdma");
+    bench_usage_exit("--kind: tcp or rdma");
   b->rdma = strcmp(kind, "rdma") == 0;
   if (b->insecure == (b->tls_dir != NULL))
-    usage_exit("one of --insecure and --tls DIR is required");
+    bench_usage_exit("one of --insecure and --tls DIR is required");
   if (role == NULL || (strcmp(role, "send") != 0 && strcmp(role, "recv") != 0))
-    usage_exit("--role: send or recv");
+    bench_usage_exit("--role: send or recv");
   b->sender = strcmp(role, "send") == 0;
   if (b->sender) {
     if (peers == NULL || !have_size || !have_count)
-      usage_exit("--role send needs --peers, --size and --count");
+      bench_usage_exit("--role send needs --peers, --size and --count");
     parse_peers(b, peers);
-    if (b->npeers == 0) usage_exit("--peers: none given");
-    if (peer_find(b, b->id) != NULL) usage_exit("--peers: names %s", b->id);
+    if (b->npeers == 0) bench_usage_exit("--peers: none given");
+    if (peer_find(b, b->id) != NULL)
+      bench_usage_exit("--peers: names %s", b->id);
   } else if (peers != NULL || have_size || have_count || b->pingpong) {
-    usage_exit("--role recv takes no --peers, --size, --count, --pingpong");
+    bench_usage_exit(
+        "--role recv takes no --peers, --size, --count, --pingpong");
   }
 }
 
@@ -773,6 +730,7 @@ int main(int argc, char **argv) {
   char ca[4096], cert[4096], key[4096], err[256];
   int rc = 1;
 
+  bench_init("smr_net_bench", usage_text);
   parse_args(b, argc, argv);
   b->loop = ev_default_loop(0);
   b->enc_seq = UINT64_MAX;

@@ -409,6 +409,14 @@ static void net_want_flush(struct smr_net *n) {
     ev_prepare_start(n->loop, &n->prep);
 }
 
+/* A read or write that spent its budget goes on in the next loop
+ * iteration: on_prepare runs then, and the kick keeps the loop from
+ * sleeping until it does. */
+static void net_next_round(struct smr_net *n) {
+  net_want_flush(n);
+  ev_idle_start(n->loop, &n->kick);
+}
+
 static struct conn *conn_new(struct smr_net *n, int fd, int outbound,
                              const char *addr) {
   struct conn *c = calloc(1, sizeof *c);
@@ -760,8 +768,7 @@ static void conn_write(struct conn *c) {
        * the members excluded the primary).  The rest goes next time
        * round (on_prepare). */
       c->write_more = 1;
-      net_want_flush(n);
-      ev_idle_start(n->loop, &n->kick);
+      net_next_round(n);
       break;
     }
     budget -= (size_t)r;
@@ -1085,10 +1092,9 @@ static void conn_read(struct conn *c) {
        * chain) read all of it before it wrote any (its successor, quiet
        * for 100 ms, was repaired by the leader with the whole stream).
        * on_prepare writes, then feeds the event (TLS may hold bytes the
-       * socket no longer signals); the kick keeps the loop awake. */
+       * socket no longer signals). */
       c->read_more = 1;
-      net_want_flush(n);
-      ev_idle_start(n->loop, &n->kick);
+      net_next_round(n);
       return;
     }
     budget -= (size_t)r;
@@ -1581,8 +1587,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
   for (struct conn *c = n->conns; c != NULL && !n->closing; c = c->next) {
     if (c->write_more) {
       c->write_more = 0;
-      net_want_flush(n);
-      ev_idle_start(loop, &n->kick);
+      net_next_round(n);
     }
     if (c->read_more && !c->dead) {
       c->read_more = 0;
