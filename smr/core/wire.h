@@ -251,7 +251,8 @@ struct smr_wire_msg {
  * crc(crc(0, a), b)). */
 uint32_t smr_crc32c(uint32_t crc, const void *buf, size_t len);
 /* The table-driven version smr_crc32c() uses where the CPU has no CRC32C
- * instruction (exported for the tests, which check both). */
+ * instruction, or emulates it slowly (exported for the tests, which check
+ * both). */
 uint32_t smr_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 /* 64-bit hash of a group name, carried in every frame header. */
