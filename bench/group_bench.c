@@ -9,7 +9,7 @@
  *                   (--insecure | --tls DIR) [--send]
  *                   --size BYTES --count N [--pingpong M] [--timeout S]
  *                   [--data DIR] [--heartbeat-ms MS] [--suspect-ms MS]
- *                   [--window W] [--verbose]
+ *                   [--window W] [--busy-poll-us US] [--verbose]
  *
  * Every member gets the same options but --id; exactly one gets --send
  * (the submitter).  List the submitter first in --members and start it
@@ -167,7 +167,7 @@ static const char *usage_text =
     "                       [--size BYTES --count N] [--pingpong M]\n"
     "                       [--timeout SECS] [--data DIR]\n"
     "                       [--heartbeat-ms MS] [--suspect-ms MS]\n"
-    "                       [--window W] [--verbose]\n"
+    "                       [--window W] [--busy-poll-us US] [--verbose]\n"
     "  --members    every member, the same list for all; the submitter first\n"
     "  --send       this member submits (one member only; needs --size and\n"
     "               --count): N DATA requests of SIZE bytes (9..1048575),\n"
@@ -179,7 +179,9 @@ static const char *usage_text =
     "               /tmp, removed at exit)\n"
     "  --window W   at most W requests outstanding in the bandwidth phase\n"
     "               (default 0: as many as smr_submit accepts)\n"
-    "  --heartbeat-ms, --suspect-ms  failure detection (default 20, 200)\n";
+    "  --heartbeat-ms, --suspect-ms  failure detection (default 20, 200)\n"
+    "  --busy-poll-us  kind rdma: poll each link this long after its last\n"
+    "               work before sleeping (default 0, as smrd)\n";
 
 enum kind { K_DATA = 'D', K_LAST = 'L', K_PING = 'P', K_BYE = 'B' };
 
@@ -219,6 +221,7 @@ struct bench {
   struct member members[MAX_MEMBERS];
   int n_members;
   int rdma, relay, insecure, sender, verbose;
+  uint32_t busy_poll_us; /* --busy-poll-us: [transport] rdma_busy_poll_us */
   size_t size;
   uint64_t count, pingpong, window;
   double timeout;
@@ -895,6 +898,7 @@ static void parse_args(struct bench *b, int argc, char **argv) {
       {"heartbeat-ms", required_argument, NULL, 'H'},
       {"suspect-ms", required_argument, NULL, 'U'},
       {"window", required_argument, NULL, 'W'},
+      {"busy-poll-us", required_argument, NULL, 'B'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -946,6 +950,10 @@ static void parse_args(struct bench *b, int argc, char **argv) {
             (uint32_t)bench_parse_u64("suspect-ms", optarg, 2, 600000);
         break;
       case 'W': b->window = bench_parse_u64("window", optarg, 0, 100000); break;
+      case 'B':
+        b->busy_poll_us =
+            (uint32_t)bench_parse_u64("busy-poll-us", optarg, 0, 1000000);
+        break;
       case 'v': b->verbose = 1; break;
       case 'h': fputs(usage_text, stdout); exit(0);
       default: bench_usage_exit(NULL);
@@ -1057,6 +1065,7 @@ int main(int argc, char **argv) {
     cfg.tls_key = key;
   }
   cfg.rdma = b->rdma;
+  cfg.rdma_busy_poll_us = b->busy_poll_us;
   cfg.relay = b->relay;
   cfg.service = &service_ops;
   cfg.service_ctx = &b->svc;

@@ -85,7 +85,8 @@ static const char *usage_text =
     "                     (--insecure | --tls DIR) --role send|recv\n"
     "                     [--peers ID=HOST:PORT,...] [--size BYTES]\n"
     "                     [--count N] [--pingpong M] [--timeout SECS]\n"
-    "                     [--queue BYTES] [--conn-timeout MS] [--verbose]\n"
+    "                     [--queue BYTES] [--conn-timeout MS]\n"
+    "                     [--busy-poll-us US] [--verbose]\n"
     "  --tls DIR      DIR holds ca.pem, ID.pem and ID.key (smr-mkcerts)\n"
     "  --role send    needs --peers, --size and --count: N frames of SIZE\n"
     "                 payload bytes to every peer, then M ping-pongs with\n"
@@ -94,7 +95,9 @@ static const char *usage_text =
     "  --timeout      seconds each phase may take (receiver: without a\n"
     "                 frame); default 120\n"
     "  --queue        bytes queued per peer before -EAGAIN (default 4 MiB)\n"
-    "  --conn-timeout the transport's timeout_ms (default 5000)\n";
+    "  --conn-timeout the transport's timeout_ms (default 5000)\n"
+    "  --busy-poll-us kind rdma: poll each link this long after its last\n"
+    "                 work before sleeping (default 0, as smrd)\n";
 
 enum kind {
   K_DATA = 'D',
@@ -128,6 +131,7 @@ struct bench {
   /* options */
   const char *id, *listen, *tls_dir;
   int rdma, insecure, sender, verbose;
+  uint32_t busy_poll_us; /* --busy-poll-us: rdma_busy_poll_us */
   size_t size, queue;
   uint64_t count, pingpong;
   double timeout;
@@ -648,6 +652,7 @@ static void parse_args(struct bench *b, int argc, char **argv) {
       {"timeout", required_argument, NULL, 't'},
       {"queue", required_argument, NULL, 'q'},
       {"conn-timeout", required_argument, NULL, 'C'},
+      {"busy-poll-us", required_argument, NULL, 'B'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -688,6 +693,10 @@ static void parse_args(struct bench *b, int argc, char **argv) {
       case 'C':
         b->conn_timeout_ms =
             (uint32_t)bench_parse_u64("conn-timeout", optarg, 1, 3600000);
+        break;
+      case 'B':
+        b->busy_poll_us =
+            (uint32_t)bench_parse_u64("busy-poll-us", optarg, 0, 1000000);
         break;
       case 'v': b->verbose = 1; break;
       case 'h': fputs(usage_text, stdout); exit(0);
@@ -764,6 +773,7 @@ int main(int argc, char **argv) {
   cfg.max_queue_bytes = b->queue;
   cfg.timeout_ms = b->conn_timeout_ms;
   cfg.rdma = b->rdma;
+  cfg.rdma_busy_poll_us = b->busy_poll_us;
   cfg.ctx = b;
   cfg.on_frame = on_frame;
   cfg.on_peer_lost = on_peer_lost;

@@ -77,10 +77,15 @@ struct smr_net_config {
    *                   connection breaks and is retried;
    *   rdma_port       the connection manager's port (0: the TCP port);
    *   rdma_ring_bytes each link's receive ring per direction (a power of
-   *                   two, at least 1 MiB; 0: 4 MiB). */
+   *                   two, at least 1 MiB; 0: 4 MiB);
+   *   rdma_busy_poll_us  how long a link keeps polling for completions
+   *                   after its last work instead of sleeping until the
+   *                   next one is signalled (0: never; rdma.c says when
+   *                   it pays). */
   int rdma, rdma_fallback;
   uint16_t rdma_port;
   uint32_t rdma_ring_bytes;
+  uint32_t rdma_busy_poll_us;
 };
 
 /* Defaults for zero config fields. */

@@ -61,10 +61,14 @@ struct smr_rdma_path_cb {
 /* Opens the endpoint: checks that an RDMA device exists and, if addr is
  * not NULL, listens for links there (its port in the connection manager's
  * space).  ring_bytes: each link's ring (power of two; 0: the default).
- * log: refused link requests (may be NULL).  -ENODEV when there is no
+ * busy_poll_us: how long a path keeps polling its completion queue after
+ * its last work before it sleeps on the completion channel (0: it never
+ * polls without an event; see rdma.c).  log: refused link requests (may
+ * be NULL).  -ENODEV when there is no
  * device or no RDMA in this build, with the reason in err. */
 int smr_rdma_ep_open(struct ev_loop *loop, const struct sockaddr *addr,
                      uint32_t ring_bytes, int timeout_ms,
+                     uint32_t busy_poll_us,
                      void (*log)(void *ctx, const char *line), void *log_ctx,
                      struct smr_rdma_ep **out, char *err, size_t errlen);
 void smr_rdma_ep_close(struct smr_rdma_ep *ep);
@@ -94,19 +98,26 @@ uint32_t smr_rdma_path_max_record(const struct smr_rdma_path *p);
  * negative errno (the link is dead; failed follows). */
 int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
                        uint32_t len);
-/* Delivers the records that arrived; the number, or a negative errno. */
+/* Delivers the records that arrived; the number, or a negative errno.
+ * Also once failed has reported the peer's disconnection: then it
+ * delivers what came before it (the peer waited until its link had
+ * executed everything it posted). */
 int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
                        void *ctx);
 /* The link's SST slot (rdma_ring.h): put makes data (at most
  * SMR_SST_DATA_MAX bytes) the peer's view of it; get returns 1 with what
- * the peer put last if that is new, else 0 (input fires every few ms and
- * after completions, so callers look there). */
+ * the peer put last if that is new, else 0 (every put raises input at
+ * the peer, so callers look there). */
 int smr_rdma_path_sst_put(struct smr_rdma_path *p, const void *data,
                           uint32_t len);
 int smr_rdma_path_sst_get(struct smr_rdma_path *p, uint8_t *data,
                           uint32_t *len);
 const char *smr_rdma_path_device(const struct smr_rdma_path *p);
+/* Before a graceful close: waits (blocking, at most timeout_ms) until the
+ * link has executed everything posted on it (rdma_link.h).  0, or a
+ * negative errno (then close anyway). */
+int smr_rdma_path_drain(struct smr_rdma_path *p, int timeout_ms);
 /* Tears the link down; no callback after.  NULL is fine. */
 void smr_rdma_path_close(struct smr_rdma_path *p);
 

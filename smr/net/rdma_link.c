@@ -3,8 +3,8 @@
  *
  * Verbs objects per link: its own rdma_cm id and event channel (a passive
  * side's id is migrated off the listener's channel), a protection domain,
- * one completion queue with a completion channel for both directions, an
- * RC queue pair, and two registered buffers of ring_cap bytes: the ring
+ * two completion queues on one completion channel (receives, and sends),
+ * an RC queue pair, and two registered buffers of ring_cap bytes: the ring
  * the peer writes into (remote write) and the mirror of the peer's ring
  * that records are staged in before they are written (local only).
  *
@@ -13,7 +13,15 @@
  * completion queue sees a fraction of the sends; the send queue (256)
  * always holds a signaled one among its last SIGNAL_EVERY, so waiting for
  * room always ends.  A completion error of any kind kills the link.
- * Receives are zero-length: they only catch immediates. */
+ * Receives are zero-length: they only catch immediates.
+ *
+ * Only what the peer sends wakes the caller.  The receive queue's CQ is
+ * always armed; the send queue's is looked at whenever the receive queue
+ * is polled and before a send is refused for room, and armed only while a
+ * send waits for room.  A retired send is no news: with one CQ for both,
+ * every acknowledgement a member wrote (a signaled SST write) woke it once
+ * more, a loop iteration per message that, under emulation, cost more
+ * than the write. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
@@ -32,11 +41,12 @@
 #include "rdma_ring.h"
 
 #define HELLO_MAGIC 0x52524d53u /* "SMRR" */
-#define HELLO_VERSION 2u
+#define HELLO_VERSION 3u /* 3: SST writes carry an immediate */
 #define HELLO_LEN 40 /* + SMR_RDMA_EXTRA_MAX: RoCE's 56 bytes of request */
 #define SEND_DEPTH 256
 #define RECV_DEPTH 256
 #define IMM_CREDIT 1u
+#define IMM_SST 2u /* the SST slot changed (no ring position has bit 1) */
 #define SIGNAL_EVERY 32
 #define POLL_BUDGET 128 /* completions per smr_rdma_link_poll() */
 #define WR_SST (1ull << 63) /* wr_id of the (signaled) SST slot write */
@@ -46,7 +56,8 @@ struct smr_rdma_link {
   struct rdma_cm_id *id;
   struct ibv_pd *pd;
   struct ibv_comp_channel *cc;
-  struct ibv_cq *cq;
+  struct ibv_cq *cq;  /* receives: always armed */
+  struct ibv_cq *scq; /* sends: armed only while one waits for room */
   struct ibv_mr *ring_mr, *mirror_mr;
   uint8_t *ring, *mirror;
   uint64_t peer_addr;
@@ -56,6 +67,8 @@ struct smr_rdma_link {
   unsigned sends_out;   /* posted, not yet known complete */
   unsigned unsignaled;  /* posted since the last signaled one */
   int dead;
+  int gone; /* the peer disconnected the up link: nothing more is sent, but
+             * what arrived before can still be polled */
   int qp_made;
   enum { L_ADDR, L_ROUTE, L_CONNECT, L_REQUEST, L_ACCEPT, L_UP } st;
   struct smr_rdma_link_opts o;
@@ -156,9 +169,9 @@ static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
     ibv_destroy_comp_channel(k->cc);
     k->cc = NULL;
   }
-  k->cq = k->cc ? ibv_create_cq(ctx, SEND_DEPTH + RECV_DEPTH, k, k->cc, 0)
-                : NULL;
-  if (k->cq == NULL) {
+  k->cq = k->cc ? ibv_create_cq(ctx, RECV_DEPTH, k, k->cc, 0) : NULL;
+  k->scq = k->cq ? ibv_create_cq(ctx, SEND_DEPTH, k, k->cc, 0) : NULL;
+  if (k->scq == NULL) {
     e = errno ? errno : ENOMEM;
     snprintf(err, errlen, "rdma: cannot make a protection domain and a "
              "completion queue on %s: %s", ibv_get_device_name(ctx->device),
@@ -210,7 +223,7 @@ static int make_qp(struct smr_rdma_link *k, const struct smr_rdma_link_opts *o,
   }
   struct ibv_qp_init_attr qa;
   memset(&qa, 0, sizeof(qa));
-  qa.send_cq = k->cq;
+  qa.send_cq = k->scq;
   qa.recv_cq = k->cq;
   qa.qp_type = IBV_QPT_RC;
   qa.cap.max_send_wr = SEND_DEPTH;
@@ -342,6 +355,7 @@ static int link_event(struct smr_rdma_link *k, struct rdma_cm_event *ev,
       return -ECONNREFUSED;
     case RDMA_CM_EVENT_DISCONNECTED:
       snprintf(err, errlen, "rdma: disconnected");
+      if (k->st == L_UP) k->gone = 1;
       return -ECONNRESET;
     case RDMA_CM_EVENT_DEVICE_REMOVAL:
       snprintf(err, errlen, "rdma: the device was removed");
@@ -360,7 +374,7 @@ static int link_event(struct smr_rdma_link *k, struct rdma_cm_event *ev,
 
 int smr_rdma_link_cm_step(struct smr_rdma_link *k, char *err, size_t errlen) {
   int up = 0;
-  if (k->dead) {
+  if (k->dead || k->gone) {
     snprintf(err, errlen, "rdma: the link is down");
     return -ECONNRESET;
   }
@@ -376,7 +390,7 @@ int smr_rdma_link_cm_step(struct smr_rdma_link *k, char *err, size_t errlen) {
     int rc = link_event(k, ev, err, errlen);
     rdma_ack_cm_event(ev);
     if (rc < 0) {
-      k->dead = 1;
+      if (!k->gone) k->dead = 1;
       return rc;
     }
     if (rc == 1) up = 1;
@@ -385,6 +399,10 @@ int smr_rdma_link_cm_step(struct smr_rdma_link *k, char *err, size_t errlen) {
 }
 
 int smr_rdma_link_is_up(const struct smr_rdma_link *k) {
+  return k->st == L_UP && !k->dead && !k->gone;
+}
+
+int smr_rdma_link_can_poll(const struct smr_rdma_link *k) {
   return k->st == L_UP && !k->dead;
 }
 
@@ -526,9 +544,15 @@ int smr_rdma_link_cq_fd(const struct smr_rdma_link *k) { return k->cc->fd; }
 int smr_rdma_link_arm(struct smr_rdma_link *k) {
   struct ibv_cq *cq;
   void *cctx;
-  unsigned n = 0;
-  while (ibv_get_cq_event(k->cc, &cq, &cctx) == 0) n++;
-  if (n > 0) ibv_ack_cq_events(k->cq, n);
+  unsigned nr = 0, ns = 0;
+  while (ibv_get_cq_event(k->cc, &cq, &cctx) == 0) {
+    if (cq == k->scq)
+      ns++;
+    else
+      nr++;
+  }
+  if (nr > 0) ibv_ack_cq_events(k->cq, nr);
+  if (ns > 0) ibv_ack_cq_events(k->scq, ns); /* (re-armed when needed) */
   if (ibv_req_notify_cq(k->cq, 0) != 0) {
     k->dead = 1;
     return -ECONNRESET;
@@ -676,8 +700,9 @@ static int post_credit(struct smr_rdma_link *k) {
   return post_send(k, &wr);
 }
 
-/* Writes data into the peer's SST slot: one signaled WRITE, the only one
- * in flight (rdma_ring.h). */
+/* Writes data into the peer's SST slot: one signaled WRITE WITH IMMEDIATE,
+ * the only one in flight (rdma_ring.h).  The immediate wakes the peer:
+ * its member is waiting for exactly this acknowledgement to deliver. */
 static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
   struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)k->sst_out,
                         .length = SMR_SST_SLOT,
@@ -687,7 +712,8 @@ static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
   memset(&wr, 0, sizeof(wr));
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+  wr.imm_data = htonl(IMM_SST);
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = k->peer_sst_addr;
   wr.wr.rdma.rkey = k->peer_sst_rkey;
@@ -703,12 +729,52 @@ static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
   return 0;
 }
 
+/* Takes the send completions there are: each retires the sends its wr_id
+ * counts (and the SST write, if it was that).  0, or -ECONNRESET. */
+static int retire_sends(struct smr_rdma_link *k) {
+  struct ibv_wc wc[16];
+  int n;
+  while ((n = ibv_poll_cq(k->scq, 16, wc)) > 0)
+    for (int i = 0; i < n; i++) {
+      if (wc[i].status != IBV_WC_SUCCESS) {
+        k->dead = 1;
+        return -ECONNRESET;
+      }
+      unsigned done = (unsigned)(wc[i].wr_id & ~WR_SST);
+      k->sends_out = done < k->sends_out ? k->sends_out - done : 0;
+      if (wc[i].wr_id & WR_SST) k->sst_busy = 0;
+    }
+  if (n < 0) {
+    k->dead = 1;
+    return -ECONNRESET;
+  }
+  return 0;
+}
+
+/* Room for `need` more sends: 0, or -EAGAIN with the send CQ armed (its
+ * event wakes the caller when room is made), or -ECONNRESET. */
+static int room_for(struct smr_rdma_link *k, unsigned need) {
+  if (k->sends_out + need <= SEND_DEPTH) return 0;
+  if (retire_sends(k) < 0) return -ECONNRESET;
+  if (k->sends_out + need <= SEND_DEPTH) return 0;
+  if (ibv_req_notify_cq(k->scq, 0) != 0) {
+    k->dead = 1;
+    return -ECONNRESET;
+  }
+  /* (A completion between the last look and the arming raises no event.) */
+  if (retire_sends(k) < 0) return -ECONNRESET;
+  return k->sends_out + need <= SEND_DEPTH ? 0 : -EAGAIN;
+}
+
 int smr_rdma_link_sst_put(struct smr_rdma_link *k, const void *data,
                           uint32_t len) {
-  if (k->dead) return -ECONNRESET;
+  if (k->dead || k->gone) return -ECONNRESET;
   if (len > SMR_SST_DATA_MAX) return -EMSGSIZE;
   /* One write in flight, and posted at once or not at all: a write held
-   * back would land after records posted behind it. */
+   * back would land after records posted behind it.  Nobody waits for the
+   * slot (the caller sends that row another way), so no arming. */
+  if ((k->sst_busy || k->sends_out + 2 > SEND_DEPTH) && retire_sends(k) < 0)
+    return -ECONNRESET;
   if (k->sst_busy || k->sends_out + 2 > SEND_DEPTH) return -EBUSY;
   int rc = post_sst(k, data, len);
   if (rc < 0) k->dead = 1;
@@ -729,14 +795,71 @@ int smr_rdma_link_sst_get(struct smr_rdma_link *k, uint8_t *data,
   return r;
 }
 
+/* Sleeps until the completion channel has an event or `deadline` (a
+ * CLOCK_MONOTONIC time in ms) passes, then takes the events: 0, or
+ * -ETIMEDOUT, or another negative errno. */
+static int wait_completion(struct smr_rdma_link *k, int64_t deadline) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  int64_t left = deadline - ((int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+  if (left <= 0) return -ETIMEDOUT;
+  struct pollfd pfd = {.fd = k->cc->fd, .events = POLLIN};
+  if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return -errno;
+  return smr_rdma_link_arm(k);
+}
+
+int smr_rdma_link_drain(struct smr_rdma_link *k, int timeout_ms) {
+  if (k->dead || k->gone || k->st != L_UP) return 0;
+  if (retire_sends(k) < 0) return -ECONNRESET;
+  if (k->sends_out == 0) return 0;
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  int64_t deadline = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 +
+                     timeout_ms;
+  int rc;
+  while ((rc = room_for(k, 1)) == -EAGAIN)
+    if ((rc = wait_completion(k, deadline)) < 0) return rc;
+  if (rc < 0) return rc;
+  /* Unsignaled sends are only retired by a signaled one after them: post
+   * one, an RDMA WRITE of our SST slot's source again, which changes no
+   * byte at the peer (the same write number: not news) and wakes nobody. */
+  struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)k->sst_out,
+                        .length = SMR_SST_SLOT,
+                        .lkey = k->sst_out_mr->lkey};
+  struct ibv_send_wr wr, *bad;
+  memset(&wr, 0, sizeof(wr));
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = k->peer_sst_addr;
+  wr.wr.rdma.rkey = k->peer_sst_rkey;
+  wr.wr_id = k->unsignaled + 1; /* retires those before it too */
+  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) {
+    k->dead = 1;
+    return -errno;
+  }
+  k->unsignaled = 0;
+  k->sends_out++;
+  for (;;) {
+    if (ibv_req_notify_cq(k->scq, 0) != 0 || retire_sends(k) < 0) {
+      k->dead = 1;
+      return -ECONNRESET;
+    }
+    if (k->sends_out == 0) return 0;
+    if ((rc = wait_completion(k, deadline)) < 0) return rc;
+  }
+}
+
 int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
                        uint32_t len) {
-  if (k->dead) return -ECONNRESET;
+  if (k->dead || k->gone) return -ECONNRESET;
   /* Room in the send queue for a WRAP and the record, and one slot kept
    * for a credit (post_credit never waits on our own records). */
-  if (k->sends_out + 3 > SEND_DEPTH) return -EAGAIN;
+  int rc = room_for(k, 3);
+  if (rc < 0) return rc;
   struct smr_ring_place pl;
-  int rc = smr_ring_tx_place(&k->tx, len, &pl);
+  rc = smr_ring_tx_place(&k->tx, len, &pl);
   if (rc < 0) return rc;
   if (pl.wrap_len > 0) {
     smr_ring_put_header(k->mirror + pl.wrap_off, SMR_RING_WRAP,
@@ -761,6 +884,7 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
   int delivered = 0, budget = POLL_BUDGET;
   k->more = 0;
   k->polled = 0;
+  if (!k->gone && retire_sends(k) < 0) return -ECONNRESET;
   for (;;) {
     if (budget <= 0) {
       k->more = 1; /* the caller comes back after the loop's other work */
@@ -775,21 +899,21 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
     budget -= n;
     k->polled += n;
     for (int i = 0; i < n; i++) {
+      if (wc[i].status == IBV_WC_WR_FLUSH_ERR && k->gone) {
+        k->dead = 1; /* the rest is flushed receives: all that came */
+        return delivered;
+      }
       if (wc[i].status != IBV_WC_SUCCESS) {
         k->dead = 1;
         return -ECONNRESET;
       }
-      if (!(wc[i].opcode & IBV_WC_RECV)) { /* retires wr_id sends */
-        unsigned done = (unsigned)(wc[i].wr_id & ~WR_SST);
-        k->sends_out = done < k->sends_out ? k->sends_out - done : 0;
-        if (wc[i].wr_id & WR_SST) k->sst_busy = 0;
-        continue;
-      }
-      if (post_recv(k) < 0 || !(wc[i].wc_flags & IBV_WC_WITH_IMM)) {
+      if (!(wc[i].opcode & IBV_WC_RECV) || (!k->gone && post_recv(k) < 0) ||
+          !(wc[i].wc_flags & IBV_WC_WITH_IMM)) {
         k->dead = 1;
         return wc[i].wc_flags & IBV_WC_WITH_IMM ? -ECONNRESET : -EPROTO;
       }
       uint32_t imm = ntohl(wc[i].imm_data);
+      if (imm == IMM_SST) continue; /* the caller looks at the slot next */
       if (imm & IMM_CREDIT) {
         uint32_t lo = imm & ~IMM_CREDIT;
         uint64_t head = k->tx.head + (uint32_t)(lo - (uint32_t)k->tx.head);
@@ -817,8 +941,12 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
     }
   }
   /* One credit per poll, and only with room in the send queue; else it is
-   * owed, and the send completions that make room bring us back here. */
-  if (smr_ring_rx_should_publish(&k->rx) && k->sends_out < SEND_DEPTH) {
+   * owed, and the send completions that make room (room_for arms their
+   * CQ) bring us back here. */
+  int room = smr_ring_rx_should_publish(&k->rx) && !k->gone ? room_for(k, 1)
+                                                           : -EAGAIN;
+  if (room == -ECONNRESET) return -ECONNRESET;
+  if (room == 0) {
     if (post_credit(k) < 0) {
       k->dead = 1;
       return -ECONNRESET;
@@ -851,6 +979,7 @@ void smr_rdma_link_close(struct smr_rdma_link *k) {
   if (k->sst_in_mr != NULL) ibv_dereg_mr(k->sst_in_mr);
   if (k->mirror_mr != NULL) ibv_dereg_mr(k->mirror_mr);
   if (k->ring_mr != NULL) ibv_dereg_mr(k->ring_mr);
+  if (k->scq != NULL) ibv_destroy_cq(k->scq);
   if (k->cq != NULL) ibv_destroy_cq(k->cq);
   if (k->cc != NULL) ibv_destroy_comp_channel(k->cc);
   if (k->pd != NULL) ibv_dealloc_pd(k->pd);

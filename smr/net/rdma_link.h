@@ -22,8 +22,11 @@
  *     the reader parses up to the announced tail (smr_ring_rx_next), hands
  *     each record to the caller, and sends its new head back when the ring
  *     bookkeeping says so, as a zero-length SEND WITH IMMEDIATE.
- *   - Immediates tell the two apart by their low bit: ring positions are
- *     multiples of 8, so a tail has it clear and a credit (head | 1) set.
+ *   - The SST slot (rdma_ring.h) is written with RDMA WRITE WITH
+ *     IMMEDIATE too, so that its reader wakes up for it.
+ *   - Immediates tell the three apart by their low bits: ring positions are
+ *     multiples of 8, so a tail has them clear, a credit (head | 1) has
+ *     bit 0 set, and an SST write is exactly 2.
  *   - Completions are polled.  For an event loop, smr_rdma_link_cq_fd()
  *     is the completion channel's fd: when it is readable, call
  *     smr_rdma_link_arm() (takes the events, asks for the next one), then
@@ -74,6 +77,10 @@ int smr_rdma_link_cm_fd(const struct smr_rdma_link *k);
  * err) if setup failed or an up link was disconnected: the link is dead. */
 int smr_rdma_link_cm_step(struct smr_rdma_link *k, char *err, size_t errlen);
 int smr_rdma_link_is_up(const struct smr_rdma_link *k);
+/* 1 while smr_rdma_link_poll() may still find something: up, or
+ * disconnected by the peer (then the records that came before the
+ * disconnection, and nothing can be sent). */
+int smr_rdma_link_can_poll(const struct smr_rdma_link *k);
 
 /* Passive side: listens at addr (port 0: any; see _port()). */
 int smr_rdma_listen_at(const struct sockaddr *addr,
@@ -150,6 +157,15 @@ int smr_rdma_link_sst_put(struct smr_rdma_link *k, const void *data,
                           uint32_t len);
 int smr_rdma_link_sst_get(struct smr_rdma_link *k, uint8_t *data,
                           uint32_t *len);
+
+/* Waits (blocking, at most timeout_ms) until everything posted on an up
+ * link has been executed, so that closing it loses nothing handed to
+ * smr_rdma_link_send or _sst_put before (a posted write that the adapter
+ * has not yet executed is flushed, not sent, when the link goes down;
+ * close() of a TCP socket, by contrast, still delivers what it holds).
+ * 0 once done (or if the link is down or dead), -ETIMEDOUT, or another
+ * negative errno. */
+int smr_rdma_link_drain(struct smr_rdma_link *k, int timeout_ms);
 
 /* Bytes the peer's ring has free for our records now. */
 uint64_t smr_rdma_link_room(const struct smr_rdma_link *k);

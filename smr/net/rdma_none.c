@@ -9,9 +9,11 @@
 
 int smr_rdma_ep_open(struct ev_loop *loop, const struct sockaddr *addr,
                      uint32_t ring_bytes, int timeout_ms,
+                     uint32_t busy_poll_us,
                      void (*log)(void *ctx, const char *line), void *log_ctx,
                      struct smr_rdma_ep **out, char *err, size_t errlen) {
   (void)loop, (void)addr, (void)ring_bytes, (void)timeout_ms, (void)log;
+  (void)busy_poll_us;
   (void)log_ctx;
   *out = NULL;
   snprintf(err, errlen, "this build has no RDMA (libibverbs-dev and "
@@ -76,5 +78,10 @@ int smr_rdma_path_sst_get(struct smr_rdma_path *p, uint8_t *data,
 const char *smr_rdma_path_device(const struct smr_rdma_path *p) {
   (void)p;
   return "none";
+}
+int smr_rdma_path_drain(struct smr_rdma_path *p, int timeout_ms) {
+  (void)timeout_ms;
+  (void)NEVER(p != NULL);
+  return 0;
 }
 void smr_rdma_path_close(struct smr_rdma_path *p) { (void)NEVER(p != NULL); }

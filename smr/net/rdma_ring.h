@@ -129,8 +129,11 @@ void smr_ring_rx_published(struct smr_ring_rx *r);
  * that the other side overwrites with one-sided RDMA WRITEs: the latest of
  * a kind of message where only the latest matters (the transport puts the
  * member's heartbeat there, with the received/delivered counters that
- * stability is computed from: Derecho's SST, one row per peer).  Nobody is
- * told of a write; the reader looks at the slot when it polls.
+ * stability is computed from: Derecho's SST, one row per peer).  Each write
+ * carries an immediate that wakes the reader, which then looks at the slot
+ * (Derecho's readers poll the table without pause instead; a member here
+ * sleeps in its event loop, and a heartbeat that acknowledges is what the
+ * primary waits for before it can deliver).
  *
  *     u64 seq     1, 2, 3, ...: the writer's count of slot writes
  *     u32 len     bytes of data (at most SMR_SST_DATA_MAX)

@@ -115,6 +115,7 @@
 #define LISTEN_PAUSE_S 0.1       /* out of descriptors: retry accept */
 #define PREPARE_ROUNDS 16
 #define RDMA_DIRECT_MIN (8u << 10) /* frames this large skip the queue */
+#define RDMA_DRAIN_MS 1000 /* at close, for the link to send what it holds */
 
 /* ------------------------------------------------------------- objects */
 
@@ -481,6 +482,15 @@ static void conn_close(struct conn *c, int graceful) {
     SSL_shutdown(c->ssl);
     ERR_clear_error();
   }
+  if (graceful && n->closing && c->rdma_tx) {
+    /* Our last frames (a LEAVE, the acknowledgements of what we applied)
+     * may be posted but not yet executed: the link would drop them, where
+     * a socket still delivers what it holds.  Bounded: shutdown only. */
+    int e = smr_rdma_path_drain(c->rp, RDMA_DRAIN_MS);
+    if (e < 0)
+      net_log(n, "rdma link to %s: closing with frames unsent (%s)",
+              p != NULL ? p->id : "?", strerror(-e));
+  }
   conn_unpend(c);
   close(c->fd);
   c->fd = c->sock.fd = -1;
@@ -823,6 +833,7 @@ static void on_rdma_input(void *ctx);
 static void on_rdma_failed(void *ctx, const char *why);
 static void conn_rdma_deadline(struct conn *c);
 static void conn_rdma_merge(struct conn *c);
+static int conn_rdma_take(struct conn *c);
 static void conn_sst_deliver(struct conn *c);
 static void conn_rdma_lost(struct conn *c, const char *why);
 static void dial_rdma(struct conn *c, const struct smr_net_hello *h);
@@ -1067,10 +1078,20 @@ static void conn_read(struct conn *c) {
                      sizeof why);
     if (r == 0) return;
     if (r < 0) {
-      if (c->state == C_CLOSING)
+      if (c->state == C_CLOSING) {
         conn_close(c, 0);
-      else
-        conn_fail(c, 0, "%s", why);
+        return;
+      }
+      /* A peer that closes waits until its link has executed what it
+       * posted (conn_close), so its last frames are in our memory; the
+       * socket's end may still be seen before their completions. */
+      if (c->state == C_UP && c->rp != NULL) {
+        int t;
+        while ((t = conn_rdma_take(c)) > 0 && !n->closing) {
+        }
+        if (t < 0 || n->closing) return;
+      }
+      conn_fail(c, 0, "%s", why);
       return;
     }
     int was_up = c->state == C_UP;
@@ -1412,31 +1433,41 @@ static void on_rdma_up(void *ctx) {
   net_leave(n);
 }
 
+/* Takes what the link brought: records (into the stream), the SST row,
+ * credit.  The records polled (> 0: there may be more), 0, or -1 if the
+ * connection failed. */
+static int conn_rdma_take(struct conn *c) {
+  struct smr_net *n = c->n;
+  int r = smr_rdma_path_poll(c->rp, on_rdma_record, c);
+  if (r == -ENOTCONN) return 0; /* (a link that failed: nothing to take) */
+  if (r < 0) {
+    conn_fail(c, 0, "rdma: the link broke (%s)", strerror(-r));
+    return -1;
+  }
+  if (c->rdma_bad) {
+    conn_fail(c, 1, "rdma: a record out of order, or no memory for it");
+    return -1;
+  }
+  conn_rdma_merge(c);
+  /* The slot before the records: a row was placed before any record
+   * posted after it (one RC queue pair), so it is seen in time to be
+   * delivered at its stream position. */
+  if (!c->dead) conn_sst_check(c);
+  if (!c->dead && !n->closing) conn_consume(c);
+  if (!c->dead && !n->closing && c->sst_pending) conn_sst_deliver(c);
+  return c->dead ? -1 : r;
+}
+
 static void on_rdma_input(void *ctx) {
   struct conn *c = ctx;
   struct smr_net *n = c->n;
 
   net_enter(n);
-  if (!c->dead) {
-    int r = smr_rdma_path_poll(c->rp, on_rdma_record, c);
-    if (r < 0) {
-      conn_fail(c, 0, "rdma: the link broke (%s)", strerror(-r));
-    } else if (c->rdma_bad) {
-      conn_fail(c, 1, "rdma: a record out of order, or no memory for it");
-    } else {
-      conn_rdma_merge(c);
-      /* The slot before the records: a row was placed before any record
-       * posted after it (one RC queue pair), so it is seen in time to be
-       * delivered at its stream position. */
-      if (!c->dead) conn_sst_check(c);
-      if (!c->dead && !n->closing) conn_consume(c);
-      if (!c->dead && !n->closing && c->sst_pending) conn_sst_deliver(c);
-      if (!c->dead && !n->closing && c->state == C_UP &&
-          (peer_queued(c->peer) > 0 || conn_switch_due(c))) {
-        conn_write(c); /* credit may have come back */
-        if (!n->closing) conn_update(c);
-      }
-    }
+  if (!c->dead && conn_rdma_take(c) >= 0 && !n->closing &&
+      c->state == C_UP &&
+      (peer_queued(c->peer) > 0 || conn_switch_due(c))) {
+    conn_write(c); /* credit may have come back */
+    if (!n->closing) conn_update(c);
   }
   net_leave(n);
 }
@@ -1446,7 +1477,15 @@ static void on_rdma_failed(void *ctx, const char *why) {
   struct smr_net *n = c->n;
 
   net_enter(n);
-  conn_rdma_lost(c, why);
+  /* A peer that disconnects waits until its link has executed what it
+   * posted (conn_close): its last frames are in our memory, even if the
+   * disconnection is seen before their completions. */
+  if (!c->dead && c->state == C_UP && c->rp != NULL) {
+    int t;
+    while ((t = conn_rdma_take(c)) > 0 && !n->closing) {
+    }
+  }
+  if (!c->dead && !n->closing) conn_rdma_lost(c, why);
   net_leave(n);
 }
 
@@ -1743,8 +1782,8 @@ static int open_rdma(struct smr_net *n, const struct smr_net_config *cfg,
     la = (struct sockaddr *)&ss;
   }
   int r = smr_rdma_ep_open(n->loop, la, cfg->rdma_ring_bytes,
-                           (int)n->cfg.timeout_ms, net_rdma_log, n, &n->rdma,
-                           why, sizeof why);
+                           (int)n->cfg.timeout_ms, cfg->rdma_busy_poll_us,
+                           net_rdma_log, n, &n->rdma, why, sizeof why);
   if (r == 0) return 0;
   n->rdma = NULL;
   if (!cfg->rdma_fallback || r == -EINVAL) {

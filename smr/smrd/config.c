@@ -220,6 +220,11 @@ static int handler(void *user, const char *sec, const char *key,
     c->rdma_port = (uint16_t)u;
     return 1;
   }
+  if (IS("transport", "rdma_busy_poll_us")) {
+    if (!uint_value(p, sec, key, val, 0, 1000000, &u)) return 0;
+    c->rdma_busy_poll_us = (uint32_t)u;
+    return 1;
+  }
   if (IS("transport", "tls_ca"))
     return copy(p, sec, key, val, c->tls_ca, sizeof(c->tls_ca));
   if (IS("transport", "tls_cert"))

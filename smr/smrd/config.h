@@ -28,6 +28,7 @@ struct smrd_config {
   char kind[16];          /* tcp | rdma */
   int rdma_fallback;      /* rdma: TCP where no RDMA link can be made */
   uint16_t rdma_port;     /* rdma: connection manager port (0: member's) */
+  uint32_t rdma_busy_poll_us; /* rdma: polling after the last work (0) */
   int relay;              /* relay = chain: ORDERs along the ranks */
   char tls_ca[512], tls_cert[512], tls_key[512];
   int insecure;

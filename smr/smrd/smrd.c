@@ -908,6 +908,7 @@ int main(int argc, char **argv) {
       .rdma = strcmp(d.cfg.kind, "rdma") == 0,
       .rdma_fallback = d.cfg.rdma_fallback,
       .rdma_port = d.cfg.rdma_port,
+      .rdma_busy_poll_us = d.cfg.rdma_busy_poll_us,
       .relay = d.cfg.relay,
       .service = d.wrapped_ops,
       .service_ctx = d.conns,

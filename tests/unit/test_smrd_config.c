@@ -65,6 +65,9 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.relay, 1);
   assert_int_equal(load_with("[transport]\nrelay = off\n"), 0);
   assert_int_equal(cfg.relay, 0);
+  assert_int_equal(cfg.rdma_busy_poll_us, 0); /* sleeps on the channel */
+  assert_int_equal(load_with("[transport]\nrdma_busy_poll_us = 50\n"), 0);
+  assert_int_equal(cfg.rdma_busy_poll_us, 50);
 }
 
 static void expect_error(const char *text, const char *needle) {
@@ -95,6 +98,8 @@ static void test_errors_name_the_key(void **state) {
   expect_error_with("[vip]\naddress = 10.77.0.100\n", "address/prefix");
   expect_error_with("[transport]\nkind = carrier-pigeon\n", "kind");
   expect_error_with("[transport]\nrelay = binomial\n", "relay");
+  expect_error_with("[transport]\nrdma_busy_poll_us = 2000000\n",
+                    "rdma_busy_poll_us");
   expect_error_with("[transport]\ninsecure = yes\n", "choose one");
   expect_error_with("[node]\naddr = 10.77.0.9:7000\n", "differs");
   expect_error_with("[weird]\nx = 1\n", "unknown key");

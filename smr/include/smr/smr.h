@@ -67,9 +67,13 @@ struct smr_config {
   /* [transport] kind = rdma: frames between members go over RDMA links
    * (the TCP connection authenticates and sets them up).  rdma_fallback:
    * stay on TCP where no link can be made instead of failing; rdma_port:
-   * the connection manager's port (0: the member's TCP port). */
+   * the connection manager's port (0: the member's TCP port);
+   * rdma_busy_poll_us: how long a link keeps polling for completions after
+   * its last work before it sleeps until one is signalled (0, the
+   * default: never; pays only with a core to spare for each member). */
   int rdma, rdma_fallback;
   uint16_t rdma_port;
+  uint32_t rdma_busy_poll_us;
   /* [transport] relay = chain: the primary sends each ordered batch to the
    * next member only, and each member passes it on to the next, so the
    * primary's link carries it once whatever the group's size (RDMC-style;
