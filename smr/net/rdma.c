@@ -345,6 +345,14 @@ int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
   return r;
 }
 
+int smr_rdma_path_send_whole(struct smr_rdma_path *p, const void *buf,
+                             size_t len) {
+  if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
+  int r = smr_rdma_link_send_whole(p->k, buf, len);
+  if (r == 0) path_busy(p);
+  return r;
+}
+
 int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
                        void *ctx) {

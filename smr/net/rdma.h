@@ -98,6 +98,10 @@ uint32_t smr_rdma_path_max_record(const struct smr_rdma_path *p);
  * negative errno (the link is dead; failed follows). */
 int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
                        uint32_t len);
+/* The same for any length, as records of at most the largest: all of
+ * them, or -EAGAIN with none sent. */
+int smr_rdma_path_send_whole(struct smr_rdma_path *p, const void *buf,
+                             size_t len);
 /* Delivers the records that arrived; the number, or a negative errno.
  * Also once failed has reported the peer's disconnection: then it
  * delivers what came before it (the peer waited until its link had

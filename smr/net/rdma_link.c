@@ -877,6 +877,30 @@ dead:
   return rc;
 }
 
+int smr_rdma_link_send_whole(struct smr_rdma_link *k, const void *buf,
+                             size_t len) {
+  if (k->dead || k->gone) return -ECONNRESET;
+  uint32_t max = k->tx.max_len;
+  size_t nrec = (len + max - 1) / max;
+  if (nrec == 0 || nrec > SEND_DEPTH / 4) return -EMSGSIZE;
+  /* Room for every record and one WRAP (which fills the rest of a lap:
+   * less than a largest record), and send queue room as link_send wants
+   * it for the last one; then no send below can say -EAGAIN. */
+  uint64_t need = nrec * smr_ring_record_size(max) + smr_ring_record_size(max);
+  if (smr_ring_tx_room(&k->tx) < need) return -EAGAIN;
+  int rc = room_for(k, (unsigned)(2 * nrec + 1));
+  if (rc < 0) return rc;
+  const uint8_t *p = buf;
+  for (size_t off = 0; off < len; off += max) {
+    uint32_t l = len - off < max ? (uint32_t)(len - off) : max;
+    if ((rc = smr_rdma_link_send(k, p + off, l)) < 0) {
+      k->dead = 1; /* (not -EAGAIN: room was checked) */
+      return rc == -EAGAIN ? -EIO : rc;
+    }
+  }
+  return 0;
+}
+
 int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
                        void *ctx) {
   if (k->dead) return -ECONNRESET;

@@ -128,6 +128,12 @@ void smr_rdma_listener_close(struct smr_rdma_listener *l);
 int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
                        uint32_t len);
 
+/* Queues len bytes (any length) as consecutive records of at most
+ * max_len, all of them or none: 0, or -EAGAIN (not room for all now:
+ * nothing was queued), or -errno of a failed post (the link is dead). */
+int smr_rdma_link_send_whole(struct smr_rdma_link *k, const void *buf,
+                             size_t len);
+
 /* Polls the completion queue and delivers each record that arrived to
  * on_record (the bytes are valid during the call only): at most a budget
  * of completions per call (see smr_rdma_link_more()), and at most one

@@ -59,6 +59,11 @@ int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
   (void)p, (void)buf, (void)len;
   return -ENOTCONN;
 }
+int smr_rdma_path_send_whole(struct smr_rdma_path *p, const void *buf,
+                             size_t len) {
+  (void)p, (void)buf, (void)len;
+  return -ENOTCONN;
+}
 int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
                        void *ctx) {

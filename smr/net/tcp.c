@@ -1946,12 +1946,13 @@ int smr_net_send(struct smr_net *n, const char *peer, const char *addr,
     }
   }
   if (c != NULL && c->rdma_tx && queued == 0 && len >= RDMA_DIRECT_MIN &&
-      len <= smr_rdma_path_max_record(c->rp) &&
-      smr_rdma_path_send(c->rp, frame, (uint32_t)len) == 0) {
+      smr_rdma_path_send_whole(c->rp, frame, len) == 0) {
     /* A large frame with nothing waiting before it: straight into the
-     * link's staging buffer, one copy fewer than through the queue (small
-     * frames still gather in the queue, one record for many).  Anything
-     * but success leaves it to the queue, and a dead link to the loop. */
+     * link's staging buffer, as one record or (an ORDER batch of 1 MiB)
+     * several, one copy fewer than through the queue (small frames still
+     * gather in the queue, one record for many).  All or nothing: the
+     * queue holds whole frames only.  Anything but success leaves it to
+     * the queue, and a dead link to the loop. */
     n->st.frames_out++;
     n->st.bytes_out += len;
     n->st.rdma_bytes_out += len;

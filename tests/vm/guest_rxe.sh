@@ -174,7 +174,7 @@ for ((i = 1; i <= members; i++)); do
   fi
 done
 
-bw12= lat12=
+bw12='' lat12=''
 if [[ -z ${RXE_SKIP_PERFTEST:-} ]]; then
 
 # ---- 3. rping (rdma_cm) between every pair --------------------------------------
@@ -276,6 +276,29 @@ else
   bw12=
   fail "ib_write_bw ${RXE_DEV[1]} -> ${RXE_DEV[2]}: $(head -1 "$LOG/msg" | grep . || echo "no result row in the output")"
   if [[ -s $LOG/msg ]]; then tail -n +2 "$LOG/msg"; else tail -5 "$LOG/write_bw-1-2.cli"; fi
+fi
+
+# RXE_BENCH: the same from member 1 to members 2 and 3 at once (two
+# ib_write_bw, started together): perftest's own best at what the primary
+# does with every ORDER, one copy per backup, on the same shared CPUs.
+bw1x2=''
+if [[ -n ${RXE_BENCH:-} && -n $bw12 && $members -ge 3 ]]; then
+  ts=$EPOCHREALTIME
+  perf ib_write_bw 1 2 18710 write_bw2-1-2 -s 65536 -n $((3 * BW_ITERS)) >"$LOG/msg2" 2>&1 &
+  w2=$!
+  perf ib_write_bw 1 3 18711 write_bw2-1-3 -s 65536 -n $((3 * BW_ITERS)) >"$LOG/msg3" 2>&1 &
+  w3=$!
+  wait "$w2"; r2=$?
+  wait "$w3"; r3=$?
+  if [[ $r2 -eq 0 && $r3 -eq 0 ]] &&
+    a2=$(perf_field "$LOG/write_bw2-1-2.cli" 65536 4) && a3=$(perf_field "$LOG/write_bw2-1-3.cli" 65536 4); then
+    bw1x2=$(awk -v a="$a2" -v b="$a3" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+    t=$(awk -v a="$ts" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    info "ib_write_bw ${RXE_DEV[1]} -> ${RXE_DEV[2]} and ${RXE_DEV[3]} at once: $a2 and $a3 MB/s, $bw1x2 MB/s per receiver = $(awk -v a="$bw1x2" -v b="$bw12" 'BEGIN{printf "%.2f", a/b}') x one flow [$t s]"
+  else
+    fail "ib_write_bw to two receivers at once: exit $r2 and $r3"
+    cat "$LOG/msg2" "$LOG/msg3"
+  fi
 fi
 
 if [[ -n $bw12 && -n $lat12 ]]; then
@@ -453,6 +476,7 @@ if [[ -n ${RXE_BENCH:-} && -n $gb && -x $gb && $members -ge 3 ]]; then
         rep=$(sed -n 's/.* order_repairs=\([0-9]*\).*/\1/p' <<<"$line")
         msg="smr_group_bench $kind relay $relay: $mb MB/s to each of 2 members"
         [[ -n $bw12 ]] && msg+=" = $(awk -v a="$mb" -v b="$bw12" 'BEGIN{printf "%.2f", a/b}') x ib_write_bw"
+        [[ -n $bw1x2 ]] && msg+=" = $(awk -v a="$mb" -v b="$bw1x2" 'BEGIN{printf "%.2f", a/b}') x ib_write_bw to both at once"
         msg+="; a round p50 $l50 us"
         [[ -n $lat12 ]] && msg+=" = $(awk -v a="$l50" -v b="$lat12" 'BEGIN{printf "%.1f", a/b}') x ib_send_lat (one way)"
         msg+="; primary's repairs $rep"
