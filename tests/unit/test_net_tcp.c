@@ -1531,6 +1531,44 @@ static void test_rdma_lost_and_back(void **state) {
   ev_loop_destroy(loop);
 }
 
+/* A member that closes right after its last frames were handed to its
+ * link loses none of them: closing waits until the link has executed what
+ * it posted, and the peer takes what its link brought before it acts on
+ * the socket's end or the link's disconnection, whichever its loop sees
+ * first.  Here the peer's loop does not run between the first member's
+ * sends and its close, so all of it is waiting at once.  The last frame is
+ * a heartbeat, in the SST slot: what a member that leaves owes the others
+ * is its last acknowledgement. */
+static void test_rdma_close_delivers(void **state) {
+  struct ev_loop *la = ev_loop_new(EVFLAG_AUTO), *lb = ev_loop_new(EVFLAG_AUTO);
+  struct opts o = {.rdma = 1, .max_queue = 64u << 20};
+  struct node a, b;
+
+  (void)state;
+  for (int round = 0; round < 3; round++) {
+    rdma_open(&a, la, 0, &o, 0);
+    rdma_open(&b, lb, 1, &o, 0);
+    b.gaps_ok = 1; /* (heartbeats may replace each other) */
+    uint64_t s = 0;
+    assert_int_equal(send_seq(&a, &b, s++, 10), 0);
+    RUN2_UNTIL(la, lb, DEADLINE,
+               got(&b, "n1") == 1 && stats(&a).rdma_links == 1 &&
+                   stats(&b).rdma_links == 1);
+    for (int k = 0; k < 100; k++, s++)
+      assert_int_equal(send_seq(&a, &b, s, (k % 20 == 0) ? 200000 : 1 + (size_t)k), 0);
+    assert_int_equal(send_seq(&a, &b, s, 0), 0); /* the last: a heartbeat */
+    RUN_UNTIL(la, DEADLINE, smr_net_queued(a.net, "n2") == 0);
+    node_close(&a);
+    RUN_UNTIL(lb, DEADLINE, b.lost == 1);
+    if (rx_of(&b, "n1")->next != s + 1) dump_log(&b);
+    assert_int_equal(rx_of(&b, "n1")->next, s + 1);
+    assert_int_equal(b.bad, 0);
+    node_close(&b);
+  }
+  ev_loop_destroy(la);
+  ev_loop_destroy(lb);
+}
+
 /* Without fallback, an RDMA member refuses a TCP-only one, and says why;
  * with fallback it keeps that pair on TCP while its other pair uses
  * RDMA. */
@@ -1594,6 +1632,7 @@ int main(void) {
       cmocka_unit_test(test_rdma_three_members),
       cmocka_unit_test(test_rdma_sst),
       cmocka_unit_test(test_rdma_lost_and_back),
+      cmocka_unit_test(test_rdma_close_delivers),
       cmocka_unit_test(test_rdma_mixed),
   };
   if (rdma_hosts_parse())
