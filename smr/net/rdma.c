@@ -338,8 +338,9 @@ uint32_t smr_rdma_path_max_record(const struct smr_rdma_path *p) {
 int smr_rdma_path_send(struct smr_rdma_path *p, const void *buf,
                        uint32_t len) {
   if (!smr_rdma_path_is_up(p)) return -ENOTCONN;
-  /* On -EAGAIN the credit or send queue room comes as a completion, and
-   * every completion raises the channel, so input follows. */
+  /* On -EAGAIN the credit comes as a receive completion, which raises the
+   * channel; send queue room as a send completion, whose CQ the link armed
+   * before saying -EAGAIN.  Either way input follows. */
   int r = smr_rdma_link_send(p->k, buf, len);
   if (r == 0) path_busy(p); /* an answer or credit is likely soon */
   return r;
@@ -351,6 +352,10 @@ int smr_rdma_path_send_whole(struct smr_rdma_path *p, const void *buf,
   int r = smr_rdma_link_send_whole(p->k, buf, len);
   if (r == 0) path_busy(p);
   return r;
+}
+
+int smr_rdma_path_more(const struct smr_rdma_path *p) {
+  return p != NULL && p->k != NULL && smr_rdma_link_more(p->k);
 }
 
 int smr_rdma_path_poll(struct smr_rdma_path *p,

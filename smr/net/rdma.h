@@ -109,6 +109,8 @@ int smr_rdma_path_send_whole(struct smr_rdma_path *p, const void *buf,
 int smr_rdma_path_poll(struct smr_rdma_path *p,
                        void (*cb)(void *ctx, const uint8_t *rec, uint32_t len),
                        void *ctx);
+/* 1 if the last poll stopped at its budget with completions left. */
+int smr_rdma_path_more(const struct smr_rdma_path *p);
 /* The link's SST slot (rdma_ring.h): put makes data (at most
  * SMR_SST_DATA_MAX bytes) the peer's view of it; get returns 1 with what
  * the peer put last if that is new, else 0 (every put raises input at

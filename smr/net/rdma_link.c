@@ -12,7 +12,9 @@
  * how many it retires (an RC send queue completes in order), so the
  * completion queue sees a fraction of the sends; the send queue (256)
  * always holds a signaled one among its last SIGNAL_EVERY, so waiting for
- * room always ends.  A completion error of any kind kills the link.
+ * room always ends.  A completion error of any kind kills the link (but
+ * once the peer has disconnected, the flushed receives only mark the end
+ * of what it sent).
  * Receives are zero-length: they only catch immediates.
  *
  * Only what the peer sends wakes the caller.  The receive queue's CQ is
@@ -69,6 +71,9 @@ struct smr_rdma_link {
   int dead;
   int gone; /* the peer disconnected the up link: nothing more is sent, but
              * what arrived before can still be polled */
+  int flushed; /* gone, and the receive queue reached its flushed entries:
+                * everything that came has been taken (the slot can still
+                * be read) */
   int qp_made;
   enum { L_ADDR, L_ROUTE, L_CONNECT, L_REQUEST, L_ACCEPT, L_UP } st;
   struct smr_rdma_link_opts o;
@@ -908,7 +913,7 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
   int delivered = 0, budget = POLL_BUDGET;
   k->more = 0;
   k->polled = 0;
-  if (!k->gone && retire_sends(k) < 0) return -ECONNRESET;
+  if (k->flushed) return 0;
   for (;;) {
     if (budget <= 0) {
       k->more = 1; /* the caller comes back after the loop's other work */
@@ -924,7 +929,7 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
     k->polled += n;
     for (int i = 0; i < n; i++) {
       if (wc[i].status == IBV_WC_WR_FLUSH_ERR && k->gone) {
-        k->dead = 1; /* the rest is flushed receives: all that came */
+        k->flushed = 1; /* the rest is flushed receives: all that came */
         return delivered;
       }
       if (wc[i].status != IBV_WC_SUCCESS) {
@@ -964,6 +969,9 @@ int smr_rdma_link_poll(struct smr_rdma_link *k, smr_rdma_on_record cb,
       }
     }
   }
+  /* Sends retire after the receives are taken: a failed send (the peer is
+   * gone) must not hide records that arrived before it. */
+  if (!k->gone && retire_sends(k) < 0) return -ECONNRESET;
   /* One credit per poll, and only with room in the send queue; else it is
    * owed, and the send completions that make room (room_for arms their
    * CQ) bring us back here. */

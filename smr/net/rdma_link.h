@@ -29,8 +29,9 @@
  *     bit 0 set, and an SST write is exactly 2.
  *   - Completions are polled.  For an event loop, smr_rdma_link_cq_fd()
  *     is the completion channel's fd: when it is readable, call
- *     smr_rdma_link_arm() (takes the events, asks for the next one), then
- *     smr_rdma_link_poll().
+ *     smr_rdma_link_arm() (takes the events, asks for the next receive
+ *     completion; a send that waits for room has armed the send CQ
+ *     itself), then smr_rdma_link_poll().
  *   - Setup never blocks in the step-by-step API: the connection manager's
  *     channel (smr_rdma_link_cm_fd(), non-blocking) is read by
  *     smr_rdma_link_cm_step() whenever it is readable; the blocking
@@ -103,7 +104,8 @@ int smr_rdma_link_accept(struct smr_rdma_link *k, char *err, size_t errlen);
 /* Rejects a request; close the link after. */
 void smr_rdma_link_reject(struct smr_rdma_link *k);
 
-/* The completion channel (non-blocking), and re-arming it. */
+/* The completion channel (non-blocking), and re-arming it for the next
+ * receive completion (and taking the send CQ's events, if one was armed). */
 int smr_rdma_link_cq_fd(const struct smr_rdma_link *k);
 int smr_rdma_link_arm(struct smr_rdma_link *k);
 
@@ -123,8 +125,9 @@ int smr_rdma_accept(struct smr_rdma_listener *l,
                     struct smr_rdma_link **out, char *err, size_t errlen);
 void smr_rdma_listener_close(struct smr_rdma_listener *l);
 
-/* Queues one record: 0, -EAGAIN (no credit: poll and retry), -EMSGSIZE,
- * or -errno of a failed post (the link is dead). */
+/* Queues one record: 0, -EAGAIN (no credit, or the send queue is full:
+ * the completion that ends the wait raises the channel; poll and retry),
+ * -EMSGSIZE, or -errno of a failed post (the link is dead). */
 int smr_rdma_link_send(struct smr_rdma_link *k, const void *buf,
                        uint32_t len);
 

@@ -115,7 +115,8 @@
 #define LISTEN_PAUSE_S 0.1       /* out of descriptors: retry accept */
 #define PREPARE_ROUNDS 16
 #define RDMA_DIRECT_MIN (8u << 10) /* frames this large skip the queue */
-#define RDMA_DRAIN_MS 1000 /* at close, for the link to send what it holds */
+#define RDMA_DRAIN_MS 1000 /* at close, for the links to send what they hold */
+#define TAKE_ROUNDS 64     /* polls of a link that ends, at most */
 
 /* ------------------------------------------------------------- objects */
 
@@ -213,6 +214,7 @@ struct smr_net {
   unsigned long log_dropped;
   struct smr_net_stats st;
   struct smr_rdma_ep *rdma; /* kind = rdma */
+  ev_tstamp drain_until;    /* closing: until when links may drain */
   int rdma_fallback;
   /* A listen address with a specific host is also the source of outbound
    * connections (port 0), so a multi-homed member speaks from the address
@@ -485,8 +487,12 @@ static void conn_close(struct conn *c, int graceful) {
   if (graceful && n->closing && c->rdma_tx) {
     /* Our last frames (a LEAVE, the acknowledgements of what we applied)
      * may be posted but not yet executed: the link would drop them, where
-     * a socket still delivers what it holds.  Bounded: shutdown only. */
-    int e = smr_rdma_path_drain(c->rp, RDMA_DRAIN_MS);
+     * a socket still delivers what it holds.  Shutdown only, and bounded:
+     * RDMA_DRAIN_MS for all the links together (smr_net_close).  A peer
+     * that posts no receives (its loop stalled) cannot take writes with
+     * an immediate, and then they are flushed after all. */
+    int ms = (int)((n->drain_until - ev_time()) * 1000);
+    int e = smr_rdma_path_drain(c->rp, ms > 0 ? ms : 0);
     if (e < 0)
       net_log(n, "rdma link to %s: closing with frames unsent (%s)",
               p != NULL ? p->id : "?", strerror(-e));
@@ -834,6 +840,7 @@ static void on_rdma_failed(void *ctx, const char *why);
 static void conn_rdma_deadline(struct conn *c);
 static void conn_rdma_merge(struct conn *c);
 static int conn_rdma_take(struct conn *c);
+static int conn_rdma_take_all(struct conn *c);
 static void conn_sst_deliver(struct conn *c);
 static void conn_rdma_lost(struct conn *c, const char *why);
 static void dial_rdma(struct conn *c, const struct smr_net_hello *h);
@@ -1085,12 +1092,9 @@ static void conn_read(struct conn *c) {
       /* A peer that closes waits until its link has executed what it
        * posted (conn_close), so its last frames are in our memory; the
        * socket's end may still be seen before their completions. */
-      if (c->state == C_UP && c->rp != NULL) {
-        int t;
-        while ((t = conn_rdma_take(c)) > 0 && !n->closing) {
-        }
-        if (t < 0 || n->closing) return;
-      }
+      if (c->state == C_UP && c->rp != NULL &&
+          (conn_rdma_take_all(c) < 0 || n->closing))
+        return;
       conn_fail(c, 0, "%s", why);
       return;
     }
@@ -1391,6 +1395,7 @@ static void conn_sst_check(struct conn *c) {
 
   if (c->dead || c->rp == NULL || !c->rdma_rx) return;
   int r = smr_rdma_path_sst_get(c->rp, row, &len);
+  if (r == -ENOTCONN) r = 0; /* (the link failed: its failure follows) */
   if (r < 0) {
     conn_fail(c, 1, "rdma: a malformed SST slot");
     return;
@@ -1434,13 +1439,21 @@ static void on_rdma_up(void *ctx) {
 }
 
 /* Takes what the link brought: records (into the stream), the SST row,
- * credit.  The records polled (> 0: there may be more), 0, or -1 if the
- * connection failed. */
+ * credit.  1 if the poll stopped at its budget (there is more), 0, or -1
+ * if the connection failed. */
 static int conn_rdma_take(struct conn *c) {
   struct smr_net *n = c->n;
   int r = smr_rdma_path_poll(c->rp, on_rdma_record, c);
   if (r == -ENOTCONN) return 0; /* (a link that failed: nothing to take) */
   if (r < 0) {
+    /* The records this poll took before the error arrived whole and in
+     * order (the ring checked them): hand them up first.  Not after a
+     * protocol violation. */
+    if (r != -EPROTO && !c->rdma_bad) {
+      conn_rdma_merge(c);
+      if (!c->dead && !n->closing) conn_consume(c);
+      if (c->dead || n->closing) return -1;
+    }
     conn_fail(c, 0, "rdma: the link broke (%s)", strerror(-r));
     return -1;
   }
@@ -1455,7 +1468,19 @@ static int conn_rdma_take(struct conn *c) {
   if (!c->dead) conn_sst_check(c);
   if (!c->dead && !n->closing) conn_consume(c);
   if (!c->dead && !n->closing && c->sst_pending) conn_sst_deliver(c);
-  return c->dead ? -1 : r;
+  if (c->dead) return -1;
+  return smr_rdma_path_more(c->rp);
+}
+
+/* Before the connection ends: takes what the link brought, budget after
+ * budget, but at most TAKE_ROUNDS of them (a peer whose socket failed may
+ * still be writing).  0, or -1 if the connection failed or the net is
+ * closing. */
+static int conn_rdma_take_all(struct conn *c) {
+  int t = 1;
+  for (int i = 0; i < TAKE_ROUNDS && t > 0 && !c->n->closing; i++)
+    t = conn_rdma_take(c);
+  return t < 0 || c->n->closing ? -1 : 0;
 }
 
 static void on_rdma_input(void *ctx) {
@@ -1480,11 +1505,8 @@ static void on_rdma_failed(void *ctx, const char *why) {
   /* A peer that disconnects waits until its link has executed what it
    * posted (conn_close): its last frames are in our memory, even if the
    * disconnection is seen before their completions. */
-  if (!c->dead && c->state == C_UP && c->rp != NULL) {
-    int t;
-    while ((t = conn_rdma_take(c)) > 0 && !n->closing) {
-    }
-  }
+  if (!c->dead && c->state == C_UP && c->rp != NULL)
+    (void)conn_rdma_take_all(c);
   if (!c->dead && !n->closing) conn_rdma_lost(c, why);
   net_leave(n);
 }
@@ -1887,6 +1909,7 @@ int smr_net_open(const struct smr_net_config *cfg, struct smr_net **out,
 void smr_net_close(struct smr_net *n) {
   if (n == NULL || n->closing) return;
   n->closing = 1;
+  n->drain_until = ev_time() + RDMA_DRAIN_MS / 1000.;
   if (n->lfd >= 0) {
     ev_io_stop(n->loop, &n->lio);
     close(n->lfd);

@@ -174,7 +174,7 @@ for ((i = 1; i <= members; i++)); do
   fi
 done
 
-bw12='' lat12=''
+bw12='' lat12='' bw1x2=''
 if [[ -z ${RXE_SKIP_PERFTEST:-} ]]; then
 
 # ---- 3. rping (rdma_cm) between every pair --------------------------------------
