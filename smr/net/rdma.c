@@ -114,10 +114,16 @@ static void on_path_cq(struct ev_loop *loop, ev_io *w, int revents) {
   p->cb.input(p->cb.ctx);
 }
 
-static void path_busy(struct smr_rdma_path *p) {
-  if (p->ep->spin_s <= 0) return;
+/* Poll again next iteration (the loop does not sleep meanwhile). */
+static void path_spin(struct smr_rdma_path *p) {
   p->last_work = ev_now(p->ep->loop);
   ev_idle_start(p->ep->loop, &p->spin);
+}
+
+/* After a send: an answer or credit is likely soon; with busy polling,
+ * look for it without sleeping. */
+static void path_busy(struct smr_rdma_path *p) {
+  if (p->ep->spin_s > 0) path_spin(p);
 }
 
 static void on_path_spin(struct ev_loop *loop, ev_idle *w, int revents) {
@@ -370,13 +376,11 @@ int smr_rdma_path_poll(struct smr_rdma_path *p,
    * leave it to the channel.  Without busy polling, work left at the
    * budget still needs the next iteration. */
   if (smr_rdma_link_more(p->k) ||
-      (p->ep->spin_s > 0 && smr_rdma_link_polled(p->k) > 0)) {
-    p->last_work = ev_now(p->ep->loop);
-    ev_idle_start(p->ep->loop, &p->spin);
-  } else if (p->ep->spin_s <= 0 ||
-             ev_now(p->ep->loop) - p->last_work > p->ep->spin_s) {
+      (p->ep->spin_s > 0 && smr_rdma_link_polled(p->k) > 0))
+    path_spin(p);
+  else if (p->ep->spin_s <= 0 ||
+           ev_now(p->ep->loop) - p->last_work > p->ep->spin_s)
     ev_idle_stop(p->ep->loop, &p->spin);
-  }
   return r;
 }
 

@@ -705,19 +705,18 @@ static int post_credit(struct smr_rdma_link *k) {
   return post_send(k, &wr);
 }
 
-/* Writes data into the peer's SST slot: one signaled WRITE WITH IMMEDIATE,
- * the only one in flight (rdma_ring.h).  The immediate wakes the peer:
- * its member is waiting for exactly this acknowledgement to deliver. */
-static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
+/* Writes our SST slot's source (k->sst_out, as it is) into the peer's
+ * slot: one signaled WRITE, WITH IMMEDIATE if `wake`; it retires every
+ * send before it too. */
+static int post_slot(struct smr_rdma_link *k, int wake) {
   struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)k->sst_out,
                         .length = SMR_SST_SLOT,
                         .lkey = k->sst_out_mr->lkey};
   struct ibv_send_wr wr, *bad;
-  smr_sst_slot_fill(k->sst_out, ++k->sst_seq, data, len);
   memset(&wr, 0, sizeof(wr));
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+  wr.opcode = wake ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
   wr.imm_data = htonl(IMM_SST);
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = k->peer_sst_addr;
@@ -732,6 +731,14 @@ static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
   k->sends_out++;
   k->sst_busy = 1;
   return 0;
+}
+
+/* Makes data the peer's SST row: the only slot write in flight
+ * (rdma_ring.h).  The immediate wakes the peer: its member is waiting for
+ * exactly this acknowledgement to deliver. */
+static int post_sst(struct smr_rdma_link *k, const void *data, uint32_t len) {
+  smr_sst_slot_fill(k->sst_out, ++k->sst_seq, data, len);
+  return post_slot(k, 1);
 }
 
 /* Takes the send completions there are: each retires the sends its wr_id
@@ -800,13 +807,17 @@ int smr_rdma_link_sst_get(struct smr_rdma_link *k, uint8_t *data,
   return r;
 }
 
-/* Sleeps until the completion channel has an event or `deadline` (a
- * CLOCK_MONOTONIC time in ms) passes, then takes the events: 0, or
- * -ETIMEDOUT, or another negative errno. */
-static int wait_completion(struct smr_rdma_link *k, int64_t deadline) {
+static int64_t now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
-  int64_t left = deadline - ((int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Sleeps until the completion channel has an event or `deadline` (a
+ * now_ms() time) passes, then takes the events: 0, or -ETIMEDOUT, or
+ * another negative errno. */
+static int wait_completion(struct smr_rdma_link *k, int64_t deadline) {
+  int64_t left = deadline - now_ms();
   if (left <= 0) return -ETIMEDOUT;
   struct pollfd pfd = {.fd = k->cc->fd, .events = POLLIN};
   if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return -errno;
@@ -817,35 +828,18 @@ int smr_rdma_link_drain(struct smr_rdma_link *k, int timeout_ms) {
   if (k->dead || k->gone || k->st != L_UP) return 0;
   if (retire_sends(k) < 0) return -ECONNRESET;
   if (k->sends_out == 0) return 0;
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  int64_t deadline = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 +
-                     timeout_ms;
+  int64_t deadline = now_ms() + timeout_ms;
   int rc;
   while ((rc = room_for(k, 1)) == -EAGAIN)
     if ((rc = wait_completion(k, deadline)) < 0) return rc;
   if (rc < 0) return rc;
   /* Unsignaled sends are only retired by a signaled one after them: post
-   * one, an RDMA WRITE of our SST slot's source again, which changes no
-   * byte at the peer (the same write number: not news) and wakes nobody. */
-  struct ibv_sge sge = {.addr = (uint64_t)(uintptr_t)k->sst_out,
-                        .length = SMR_SST_SLOT,
-                        .lkey = k->sst_out_mr->lkey};
-  struct ibv_send_wr wr, *bad;
-  memset(&wr, 0, sizeof(wr));
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_RDMA_WRITE;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  wr.wr.rdma.remote_addr = k->peer_sst_addr;
-  wr.wr.rdma.rkey = k->peer_sst_rkey;
-  wr.wr_id = k->unsignaled + 1; /* retires those before it too */
-  if (ibv_post_send(k->id->qp, &wr, &bad) != 0) {
+   * one, our SST slot's source again, which changes no byte at the peer
+   * (the same write number: not news) and wakes nobody. */
+  if ((rc = post_slot(k, 0)) < 0) {
     k->dead = 1;
-    return -errno;
+    return rc;
   }
-  k->unsignaled = 0;
-  k->sends_out++;
   for (;;) {
     if (ibv_req_notify_cq(k->scq, 0) != 0 || retire_sends(k) < 0) {
       k->dead = 1;

@@ -105,17 +105,27 @@ mkdir -p "$LOG"
 # Background servers this script started (killed by PID on the way out).
 bg_pids=()
 set_up=0
+certs=''
 cleanup() {
   local p
   for p in "${bg_pids[@]}"; do
     kill "$p" 2>/dev/null
   done
+  [[ -z $certs ]] || rm -rf "$certs"
   if [[ $set_up == 1 ]]; then
     set_up=0
     rxe_teardown >/dev/null 2>&1
   fi
 }
 trap cleanup EXIT
+
+# The members' TLS certificates for the benchmarks (steps 6d and 6e), made
+# once: under TCG each key takes seconds.
+bench_certs() {
+  [[ -n $certs ]] && return 0
+  certs=$(mktemp -d /tmp/smr-bench-certs.XXXXXX)
+  "$HERE/../../smr/net/smr-mkcerts" "$certs" n1 n2 n3 >/dev/null
+}
 
 poll() { # TRIES COMMAND...: true once COMMAND is (TRIES x 0.1 s at most)
   local n=$1 i
@@ -387,8 +397,7 @@ fi
 # each, and the ratios to perftest's figures of this same run.
 nb=${build:+$build/bench/smr_net_bench}
 if [[ -n ${RXE_BENCH:-} && -z ${RXE_SKIP_NETBENCH:-} && -n $nb && -x $nb && $members -ge 3 ]]; then
-  certs=$(mktemp -d /tmp/smr-bench-certs.XXXXXX)
-  "$HERE/../../smr/net/smr-mkcerts" "$certs" n1 n2 n3 >/dev/null
+  bench_certs
   count=${RXE_BENCH_COUNT:-2000}
   port=7600
   for kind in tcp rdma; do
@@ -427,7 +436,6 @@ if [[ -n ${RXE_BENCH:-} && -z ${RXE_SKIP_NETBENCH:-} && -n $nb && -x $nb && $mem
       fi
     done
   done
-  rm -rf "$certs"
 fi
 
 # ---- 6e. RXE_BENCH=1: the whole multicast beside perftest ------------------------
@@ -443,8 +451,7 @@ fi
 # window (RXE_GROUP_WINDOW, default 0) the whole run is queued at once.
 gb=${build:+$build/bench/smr_group_bench}
 if [[ -n ${RXE_BENCH:-} && -n $gb && -x $gb && $members -ge 3 ]]; then
-  certs=$(mktemp -d /tmp/smr-gbench-certs.XXXXXX)
-  "$HERE/../../smr/net/smr-mkcerts" "$certs" n1 n2 n3 >/dev/null
+  bench_certs
   gcount=${RXE_GROUP_COUNT:-1000}
   port=7700
   for kind in tcp rdma; do
@@ -487,7 +494,6 @@ if [[ -n ${RXE_BENCH:-} && -n $gb && -x $gb && $members -ge 3 ]]; then
       fi
     done
   done
-  rm -rf "$certs"
 fi
 
 # ---- 7. teardown ----------------------------------------------------------------
